@@ -1,0 +1,74 @@
+"""structlog set-up: JSON lines when not on a terminal (what log shippers want), readable on a terminal.
+
+Secrets never reach the output: values of secret-looking keys are masked, and every registered
+secret value (tokens, passwords) is scrubbed from every string that is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|authorization|api[_-]?key|user\.info|credential)", re.I)
+_MASK = "***"
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub this value from all log output from now on (tokens read from files included)."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, _MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: (_MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if _SECRET_KEY.search(key) and key != "event":
+            event[key] = _MASK
+        else:
+            event[key] = _scrub(event[key])
+    return event
+
+
+def configure(level: str = "info", json: bool | None = None, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
