@@ -31,7 +31,7 @@ class BatchItem:
 class Batch:
     key: BatchKey
     items: list[BatchItem] = field(default_factory=list)
-    body_bytes: int = 2  # "[" and "]"
+    body_bytes: int = 1  # "[" now; each record then adds its length plus one "," or "]"
     opened_at: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
 
@@ -94,7 +94,7 @@ class BatchAccumulator:
         dropped = [i for i in batch.items if i.record.tp in gone]
         if dropped:
             batch.items = [i for i in batch.items if i.record.tp not in gone]
-            batch.body_bytes = 2 + sum(len(i.body) + 1 for i in batch.items)
+            batch.body_bytes = 1 + sum(len(i.body) + 1 for i in batch.items)
             if not batch.items:
                 self._open = None
         return dropped
@@ -142,7 +142,7 @@ class DispatchQueue:
         for batch in self._waiting:
             dropped.extend(i for i in batch.items if i.record.tp in gone)
             batch.items = [i for i in batch.items if i.record.tp not in gone]
-            batch.body_bytes = 2 + sum(len(i.body) + 1 for i in batch.items)
+            batch.body_bytes = 1 + sum(len(i.body) + 1 for i in batch.items)
             if batch.items:
                 kept.append(batch)
         self._waiting = kept

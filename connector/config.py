@@ -369,7 +369,13 @@ def parse_settings(doc: Mapping[str, Any], command: str, source: str, env: Mappi
                 parsed = _validate_section(MappingSettings, item, ("mappings", i), problems)
                 if parsed is not None:
                     mappings.append(parsed)
-            problems.extend(_check_mappings(mappings, destinations, raw_mappings, "schema_registry" in values))
+            # Destinations that failed validation are reported already; still count them as declared.
+            declared = set(destinations)
+            if raw.get("optikpi") is not None:
+                declared.add(DEFAULT_DESTINATION)
+            if isinstance(extra, dict):
+                declared.update(str(k) for k in extra)
+            problems.extend(_check_mappings(mappings, declared, raw_mappings, "schema_registry" in raw))
 
     shutdown = raw.get("shutdown_timeout_s", 25.0)
     if "shutdown_timeout_s" in used and (
@@ -399,7 +405,7 @@ def parse_settings(doc: Mapping[str, Any], command: str, source: str, env: Mappi
 
 def _check_mappings(
     mappings: list[MappingSettings],
-    destinations: Mapping[str, DestinationSettings],
+    destinations: set[str],
     raw: list[Any],
     have_registry: bool,
 ) -> list[str]:

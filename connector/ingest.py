@@ -184,12 +184,9 @@ class IngestClient:
         return result
 
     # -- internals -------------------------------------------------------------------------
-    def _body_size(self, sizes: Sequence[int]) -> int:
-        return 2 + sum(sizes) + max(0, len(sizes) - 1)
-
     def _chunks(self, parts: Sequence[bytes], result: UploadResult) -> Iterator[list[int]]:
         group: list[int] = []
-        size = 2
+        size = 1  # "[", then each record adds its length plus one "," or "]"
         for index, part in enumerate(parts):
             part_size = len(part) + 1
             if len(part) + 2 > self._max_bytes:
@@ -200,7 +197,7 @@ class IngestClient:
                 continue
             if group and (len(group) >= self._max_records or size + part_size > self._max_bytes):
                 yield group
-                group, size = [], 2
+                group, size = [], 1
             group.append(index)
             size += part_size
         if group:

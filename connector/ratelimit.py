@@ -30,8 +30,10 @@ class TokenBucket:
         """Take `tokens` if available and return 0, else return the seconds until they will be."""
         with self._lock:
             self._refill()
-            if self._tokens >= tokens:
-                self._tokens -= tokens
+            # The tolerance keeps float rounding (0.9999999 tokens) from asking for a wait too
+            # short to move a clock forward, which would spin forever.
+            if self._tokens >= tokens - 1e-9:
+                self._tokens = max(0.0, self._tokens - tokens)
                 return 0.0
             return (tokens - self._tokens) / self.rate
 

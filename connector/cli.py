@@ -1,0 +1,211 @@
+"""Command line: parse, load the configuration once, call a command. Nothing else lives here.
+
+Exit codes: 0 success; 1 runtime failure (or, for `send`, records rejected or invalid);
+2 bad usage or bad configuration, always as one line per problem and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from connector import __version__
+from connector.config import ConfigError, Settings, load_settings
+from connector.endpoints import ENDPOINT_KEYS
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative(kind: type[int] | type[float]) -> type[int] | type[float] | object:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} must not be negative")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optikpi-connector",
+        description="Feed Avro Kafka topics into the OptiKPI Data Pipeline Ingest API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
+                        help="overrides log_level from the configuration (default info)")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                        help="auto: JSON when stderr is not a terminal")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="consume the mapped topics until SIGTERM/SIGINT, then drain and commit")
+    run.add_argument("--config", required=True, type=Path, metavar="FILE")
+
+    check = sub.add_parser("check", help="validate the configuration and every mapping against its schema")
+    check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    check.add_argument("--offline", action="store_true", help="do not contact Kafka, the registry or the API")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+    send = sub.add_parser("send", help="upload a JSON-lines file to one endpoint (validate, batch, sign, retry)")
+    send.add_argument("endpoint", choices=ENDPOINT_KEYS, metavar="ENDPOINT", help=", ".join(ENDPOINT_KEYS))
+    send.add_argument("file", type=Path, metavar="FILE.jsonl")
+    send.add_argument("--config", required=True, type=Path, metavar="FILE")
+
+    sandbox = sub.add_parser("sandbox", help="run a local emulator of the ingest API")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=_non_negative(int), default=8088)
+    sandbox.add_argument("--token", default=None, help="expected auth token (default: the demo token)")
+    sandbox.add_argument("--account-id", default=None)
+    sandbox.add_argument("--workspace-id", default=None)
+    sandbox.add_argument("--rate-limit-scale", type=_non_negative(float), default=1.0,
+                         help="multiply every endpoint's rate limit; 0 turns limiting off")
+    sandbox.add_argument("--fail-rate", type=_fraction, default=0.0, help="share of requests answered 500/503")
+    sandbox.add_argument("--throttle-rate", type=_fraction, default=0.0, help="share of requests answered 429")
+    sandbox.add_argument("--latency-ms", type=_non_negative(int), default=0, help="added to every answer")
+    sandbox.add_argument("--drop-rate", type=_fraction, default=0.0,
+                         help="share of requests whose connection is closed without an answer")
+    sandbox.add_argument("--max-body-bytes", type=_non_negative(int), default=1_000_000)
+    sandbox.add_argument("--store", type=Path, default=None, metavar="FILE.jsonl",
+                         help="append accepted records to this file")
+    sandbox.add_argument("--seed", type=int, default=None, help="seed for fault injection")
+
+    produce = sub.add_parser("produce-sample", help="write realistic Avro sample events to the mapped topics")
+    produce.add_argument("--config", required=True, type=Path, metavar="FILE")
+    produce.add_argument("--count", required=True, type=_non_negative(int), help="events per topic")
+    produce.add_argument("--poison-rate", type=_fraction, default=0.0, help="share of poison records")
+    produce.add_argument("--seed", type=int, default=7)
+
+    demo = sub.add_parser("demo", help="everything on this machine: broker, sandbox, sample events, connector")
+    demo.add_argument("--count", type=_non_negative(int), default=2000, help="events per topic")
+    demo.add_argument("--poison-rate", type=_fraction, default=0.01)
+    demo.add_argument("--timeout", type=_non_negative(float), default=180.0, help="give up after this many seconds")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="broker log and generated config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from connector import logs
+
+    level = args.log_level or "info"
+    json_logs = None if args.log_format == "auto" else args.log_format == "json"
+    logs.configure(level, json_logs)
+    try:
+        return _dispatch(args, json_logs)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"configuration error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
+    from connector import logs
+
+    if args.command == "sandbox":
+        from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxOptions, run_sandbox
+
+        logs.register_secret(args.token)
+        return run_sandbox(
+            SandboxOptions(
+                host=args.host,
+                port=args.port,
+                token=args.token or DEMO_TOKEN,
+                account_id=args.account_id or DEMO_ACCOUNT_ID,
+                workspace_id=args.workspace_id or DEMO_WORKSPACE_ID,
+                rate_limit_scale=args.rate_limit_scale,
+                fail_rate=args.fail_rate,
+                throttle_rate=args.throttle_rate,
+                latency_ms=args.latency_ms,
+                drop_rate=args.drop_rate,
+                max_body_bytes=args.max_body_bytes,
+                store=args.store,
+                seed=args.seed,
+            )
+        )
+    if args.command == "demo":
+        from connector.demo import run_demo
+
+        return run_demo(count=args.count, poison_rate=args.poison_rate, timeout_s=args.timeout,
+                        workdir=args.workdir)
+
+    settings = load_settings(args.config, args.command)
+    for dest in settings.destinations.values():
+        if dest.auth_token is not None:
+            logs.register_secret(dest.auth_token.get_secret_value())
+    if args.log_level is None and settings.log_level != "info":
+        logs.configure(settings.log_level, json_logs)
+
+    if args.command == "send":
+        return _send(args, settings)
+    if args.command == "run":
+        from connector.app import run_connector
+
+        return run_connector(settings)
+    if args.command == "check":
+        from connector.app import run_check
+
+        return run_check(settings, offline=args.offline, as_json=args.json)
+    if args.command == "produce-sample":
+        from connector.app import run_produce_sample
+
+        return run_produce_sample(settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.ingest import CredentialsError, IngestClient, RetryBudgetExceeded
+    from connector.send import send_file, summary
+    from connector.signing import TokenFileError
+
+    path: Path = args.file
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    destination = settings.optikpi
+    assert destination is not None
+    try:
+        client = IngestClient(destination, settings.retry, settings.batching)
+    except TokenFileError as exc:
+        print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = send_file(args.endpoint, path, settings, client, sys.stdout)
+    except CredentialsError as exc:
+        key = "optikpi.base_url" if exc.status in (404, 405) else "optikpi.auth_token"
+        print(f"configuration error: {key}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TokenFileError as exc:
+        print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RetryBudgetExceeded as exc:
+        print(f"error: {exc}; records after the last accepted request were not sent", file=sys.stderr)
+        return EXIT_FAILURE
+    except UnicodeDecodeError:
+        print(f"error: {path}: not UTF-8 text", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        client.close()
+    print(summary(report, path))
+    return report.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
