@@ -3,6 +3,7 @@ implementation (Kafka, HTTP, registry) stands behind each port; tests wire fakes
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
@@ -58,8 +59,10 @@ def build_decoder(m: MappingSettings, settings: Settings, registry: SchemaRegist
 
 def build_routes(settings: Settings, registry: SchemaRegistryClient | None) -> dict[str, Route]:
     return {
-        m.topic: Route(TopicMapping.from_settings(m, settings.destination(m.destination)),
-                       build_decoder(m, settings, registry))
+        m.topic: Route(
+            TopicMapping.from_settings(m, settings.destination(m.destination)),
+            build_decoder(m, settings, registry),
+        )
         for m in settings.mappings
     }
 
@@ -74,8 +77,9 @@ def kafka_consumer_config(settings: Settings) -> dict[str, object]:
 
     k = settings.kafka
     assert k is not None
-    config = consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset,
-                             {**CONSUMER_DEFAULTS, **k.properties})
+    config = consumer_config(
+        k.bootstrap_servers, k.group_id, k.auto_offset_reset, {**CONSUMER_DEFAULTS, **k.properties}
+    )
     config.update(CONSUMER_REQUIRED)
     return config
 
@@ -86,10 +90,23 @@ def kafka_producer_config(settings: Settings) -> dict[str, object]:
     k = settings.kafka
     assert k is not None
     # Consumer-only properties would make librdkafka warn on every start.
-    props = {key: v for key, v in k.properties.items() if not key.startswith(("group.", "session.", "heartbeat.",
-                                                                             "max.poll.", "auto.offset",
-                                                                             "partition.assignment",
-                                                                             "queued.", "fetch.", "enable.auto"))}
+    props = {
+        key: v
+        for key, v in k.properties.items()
+        if not key.startswith(
+            (
+                "group.",
+                "session.",
+                "heartbeat.",
+                "max.poll.",
+                "auto.offset",
+                "partition.assignment",
+                "queued.",
+                "fetch.",
+                "enable.auto",
+            )
+        )
+    }
     config = producer_config(k.bootstrap_servers, props, client_id="optikpi-connector-dlq")
     config.update(PRODUCER_REQUIRED)
     return config
@@ -146,8 +163,9 @@ def build_connector(
     if uploaders is None:
         used = {m.destination for m in settings.mappings}
         clients = {
-            name: IngestClient(settings.destination(name), settings.retry, settings.batching, metrics=metrics,
-                               name=name)
+            name: IngestClient(
+                settings.destination(name), settings.retry, settings.batching, metrics=metrics, name=name
+            )
             for name in sorted(used)
         }
         closers.extend(c.close for c in clients.values())
@@ -194,12 +212,19 @@ def run_connector(settings: Settings) -> int:
     from connector.kafka import kafka_version
     from connector.server import HealthServer
 
-    log.info("starting optikpi-connector", version=__version__, kafka=kafka_version(), config=settings.source,
-             topics=[m.topic for m in settings.mappings])
+    log.info(
+        "starting optikpi-connector",
+        version=__version__,
+        kafka=kafka_version(),
+        config=settings.source,
+        topics=[m.topic for m in settings.mappings],
+    )
     connector = build_connector(settings)
     server = None
     if settings.server.port:
-        server = HealthServer(connector.health, connector.metrics, settings.server.host, settings.server.port).start()
+        server = HealthServer(
+            connector.health, connector.metrics, settings.server.host, settings.server.port
+        ).start()
         log.info("health server listening", port=server.port)
     install_signal_handlers(connector.pipeline.request_stop)
     try:
@@ -227,13 +252,27 @@ def run_check(settings: Settings, offline: bool, as_json: bool) -> int:
         registry.close()
     ok = all(r.ok for r in results) and all(good for _, good, _ in reach)
     if as_json:
-        print(json.dumps({
-            "ok": ok,
-            "mappings": [{"topic": r.topic, "endpoint": r.endpoint, "schema": r.schema_source, "ok": r.ok,
-                          "issues": [{"level": i.level, "field": i.field, "message": i.message} for i in r.issues]}
-                         for r in results],
-            "connectivity": [{"target": t, "ok": good, "detail": d} for t, good, d in reach],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "mappings": [
+                        {
+                            "topic": r.topic,
+                            "endpoint": r.endpoint,
+                            "schema": r.schema_source,
+                            "ok": r.ok,
+                            "issues": [
+                                {"level": i.level, "field": i.field, "message": i.message} for i in r.issues
+                            ],
+                        }
+                        for r in results
+                    ],
+                    "connectivity": [{"target": t, "ok": good, "detail": d} for t, good, d in reach],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_check(results, reach)
     return 0 if ok else 2
@@ -241,7 +280,7 @@ def run_check(settings: Settings, offline: bool, as_json: bool) -> int:
 
 def _schema_for_check(
     m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None, offline: bool
-) -> tuple[dict[str, Any] | None | str, str]:
+) -> tuple[dict[str, Any] | str | None, str]:
     if m.schema_path:
         try:
             return load_schema(m.schema_path, schema_dirs(settings)), m.schema_path
@@ -290,8 +329,14 @@ def _print_check(results: list[Any], reach: list[tuple[str, bool, str]]) -> None
     for r in results:
         errors = sum(1 for i in r.issues if i.level == "error")
         warnings = len(r.issues) - errors
-        rows.append((r.topic, r.endpoint, r.schema_source,
-                     "ok" if not r.issues else f"{errors} error(s), {warnings} warning(s)"))
+        rows.append(
+            (
+                r.topic,
+                r.endpoint,
+                r.schema_source,
+                "ok" if not r.issues else f"{errors} error(s), {warnings} warning(s)",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -312,7 +357,9 @@ def run_produce_sample(settings: Settings, count: int, poison_rate: float, seed:
     producer = KafkaProducer(kafka_producer_config(settings))
     admin = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties))
     try:
-        produced = produce_samples(settings, producer, admin, registry, count, poison_rate, random.Random(seed))
+        produced = produce_samples(
+            settings, producer, admin, registry, count, poison_rate, random.Random(seed)
+        )
     finally:
         producer.close()
         if registry is not None:
@@ -342,21 +389,25 @@ def produce_samples(
     for m in settings.mappings:
         kind = Path(m.schema_path or "").stem
         if kind not in SAMPLE_KINDS:
-            log.warning("no sample generator for this mapping's schema; skipped", topic=m.topic, schema=m.schema_path)
+            log.warning(
+                "no sample generator for this mapping's schema; skipped", topic=m.topic, schema=m.schema_path
+            )
             continue
         schema = load_schema(kind, schema_dirs(settings))
         parsed = parse(schema)
         encode: Callable[[Mapping[str, Any]], bytes]
         if m.format == "confluent-avro":
             assert registry is not None
-            schema_id = registry.register(f"{m.topic}-value", schema)
-            encode = lambda rec, sid=schema_id, p=parsed: encode_confluent(sid, p, rec)  # noqa: E731
+            encode = functools.partial(
+                encode_confluent, registry.register(f"{m.topic}-value", schema), parsed
+            )
         else:
-            encode = lambda rec, p=parsed: encode_raw(p, rec)  # noqa: E731
-        messages = make_messages(kind, count, encode, rng, poison_rate)
+            encode = functools.partial(encode_raw, parsed)
+        messages = make_messages(kind, count, encode, rng, poison_rate, wire_format=m.format)
         for msg in messages:
-            producer.produce(m.topic, msg.key, msg.value, msg.headers,
-                             lambda err: errors.append(str(err)) if err else None)
+            producer.produce(
+                m.topic, msg.key, msg.value, msg.headers, lambda err: errors.append(str(err)) if err else None
+            )
         produced[m.topic] = (sum(1 for x in messages if not x.poison), sum(1 for x in messages if x.poison))
     if producer.flush(60.0) or errors:
         print(f"error: {len(errors)} sample events were not acknowledged: {errors[:3]}", file=sys.stderr)

@@ -20,7 +20,7 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         # min() before the power would overflow for large attempts.
-        return min(self._cap, self._base * (2 ** min(attempt, 62)))
+        return float(min(self._cap, self._base * (2 ** min(attempt, 62))))
 
     def delay(self, attempt: int) -> float:
         return self._rng.uniform(0.0, self.ceiling(attempt))

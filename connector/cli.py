@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connector import __version__
@@ -28,7 +28,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _non_negative(kind: type[int] | type[float]) -> type[int] | type[float] | object:
+def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -47,10 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Feed Avro Kafka topics into the OptiKPI Data Pipeline Ingest API.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None,
-                        help="overrides log_level from the configuration (default info)")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
-                        help="auto: JSON when stderr is not a terminal")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="overrides log_level from the configuration (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto: JSON when stderr is not a terminal",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="consume the mapped topics until SIGTERM/SIGINT, then drain and commit")
@@ -61,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--offline", action="store_true", help="do not contact Kafka, the registry or the API")
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
-    send = sub.add_parser("send", help="upload a JSON-lines file to one endpoint (validate, batch, sign, retry)")
+    send = sub.add_parser(
+        "send", help="upload a JSON-lines file to one endpoint (validate, batch, sign, retry)"
+    )
     send.add_argument("endpoint", choices=ENDPOINT_KEYS, metavar="ENDPOINT", help=", ".join(ENDPOINT_KEYS))
     send.add_argument("file", type=Path, metavar="FILE.jsonl")
     send.add_argument("--config", required=True, type=Path, metavar="FILE")
@@ -72,16 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--token", default=None, help="expected auth token (default: the demo token)")
     sandbox.add_argument("--account-id", default=None)
     sandbox.add_argument("--workspace-id", default=None)
-    sandbox.add_argument("--rate-limit-scale", type=_non_negative(float), default=1.0,
-                         help="multiply every endpoint's rate limit; 0 turns limiting off")
-    sandbox.add_argument("--fail-rate", type=_fraction, default=0.0, help="share of requests answered 500/503")
-    sandbox.add_argument("--throttle-rate", type=_fraction, default=0.0, help="share of requests answered 429")
+    sandbox.add_argument(
+        "--rate-limit-scale",
+        type=_non_negative(float),
+        default=1.0,
+        help="multiply every endpoint's rate limit; 0 turns limiting off",
+    )
+    sandbox.add_argument(
+        "--fail-rate", type=_fraction, default=0.0, help="share of requests answered 500/503"
+    )
+    sandbox.add_argument(
+        "--throttle-rate", type=_fraction, default=0.0, help="share of requests answered 429"
+    )
     sandbox.add_argument("--latency-ms", type=_non_negative(int), default=0, help="added to every answer")
-    sandbox.add_argument("--drop-rate", type=_fraction, default=0.0,
-                         help="share of requests whose connection is closed without an answer")
+    sandbox.add_argument(
+        "--drop-rate",
+        type=_fraction,
+        default=0.0,
+        help="share of requests whose connection is closed without an answer",
+    )
     sandbox.add_argument("--max-body-bytes", type=_non_negative(int), default=1_000_000)
-    sandbox.add_argument("--store", type=Path, default=None, metavar="FILE.jsonl",
-                         help="append accepted records to this file")
+    sandbox.add_argument(
+        "--store", type=Path, default=None, metavar="FILE.jsonl", help="append accepted records to this file"
+    )
     sandbox.add_argument("--seed", type=int, default=None, help="seed for fault injection")
 
     produce = sub.add_parser("produce-sample", help="write realistic Avro sample events to the mapped topics")
@@ -90,10 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--poison-rate", type=_fraction, default=0.0, help="share of poison records")
     produce.add_argument("--seed", type=int, default=7)
 
-    demo = sub.add_parser("demo", help="everything on this machine: broker, sandbox, sample events, connector")
+    demo = sub.add_parser(
+        "demo", help="everything on this machine: broker, sandbox, sample events, connector"
+    )
     demo.add_argument("--count", type=_non_negative(int), default=2000, help="events per topic")
     demo.add_argument("--poison-rate", type=_fraction, default=0.01)
-    demo.add_argument("--timeout", type=_non_negative(float), default=180.0, help="give up after this many seconds")
+    demo.add_argument(
+        "--timeout", type=_non_negative(float), default=180.0, help="give up after this many seconds"
+    )
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="broker log and generated config")
     return parser
 
@@ -120,7 +147,13 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
     from connector import logs
 
     if args.command == "sandbox":
-        from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxOptions, run_sandbox
+        from connector.sandbox import (
+            DEMO_ACCOUNT_ID,
+            DEMO_TOKEN,
+            DEMO_WORKSPACE_ID,
+            SandboxOptions,
+            run_sandbox,
+        )
 
         logs.register_secret(args.token)
         return run_sandbox(
@@ -143,8 +176,9 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
     if args.command == "demo":
         from connector.demo import run_demo
 
-        return run_demo(count=args.count, poison_rate=args.poison_rate, timeout_s=args.timeout,
-                        workdir=args.workdir)
+        return run_demo(
+            count=args.count, poison_rate=args.poison_rate, timeout_s=args.timeout, workdir=args.workdir
+        )
 
     settings = load_settings(args.config, args.command)
     for dest in settings.destinations.values():

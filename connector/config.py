@@ -210,13 +210,33 @@ COMMAND_SECTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "send": (frozenset({"optikpi"}), frozenset({"batching", "retry"})),
     "run": (
         frozenset({"kafka", "optikpi", "dead_letter", "mappings"}),
-        frozenset({"schema_registry", "destinations", "batching", "retry", "server", "backpressure",
-                   "shutdown_timeout_s", "log_level"}),
+        frozenset(
+            {
+                "schema_registry",
+                "destinations",
+                "batching",
+                "retry",
+                "server",
+                "backpressure",
+                "shutdown_timeout_s",
+                "log_level",
+            }
+        ),
     ),
     "check": (
         frozenset({"kafka", "optikpi", "dead_letter", "mappings"}),
-        frozenset({"schema_registry", "destinations", "batching", "retry", "server", "backpressure",
-                   "shutdown_timeout_s", "log_level"}),
+        frozenset(
+            {
+                "schema_registry",
+                "destinations",
+                "batching",
+                "retry",
+                "server",
+                "backpressure",
+                "shutdown_timeout_s",
+                "log_level",
+            }
+        ),
     ),
     "dlq": (frozenset({"kafka", "dead_letter"}), frozenset({"schema_registry"})),
     "produce-sample": (frozenset({"kafka", "mappings"}), frozenset({"schema_registry"})),
@@ -238,6 +258,7 @@ def _path(loc: Iterable[str | int]) -> str:
 def interpolate(value: Any, loc: tuple[str | int, ...], env: Mapping[str, str], problems: list[str]) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string of a YAML tree."""
     if isinstance(value, str):
+
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
@@ -270,7 +291,7 @@ def _pydantic_problems(exc: ValidationError, prefix: tuple[str | int, ...]) -> l
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if loc and loc[-1] == "[key]":
             loc = loc[:-1]
             msg = f"unknown key, {msg[0].lower()}{msg[1:]}"
@@ -415,12 +436,15 @@ def _check_mappings(
         # The index in the YAML list, so the message points at the entry the user wrote.
         index = next((j for j, r in enumerate(raw) if isinstance(r, dict) and r.get("topic") == m.topic), i)
         if m.topic in seen:
-            problems.append(f"mappings[{index}].topic: {m.topic!r} is mapped twice (also mappings[{seen[m.topic]}])")
+            problems.append(
+                f"mappings[{index}].topic: {m.topic!r} is mapped twice (also mappings[{seen[m.topic]}])"
+            )
         seen.setdefault(m.topic, index)
         if m.destination not in destinations:
             known = ", ".join(sorted(destinations)) or "none"
-            problems.append(f"mappings[{index}].destination: unknown destination {m.destination!r} (known: {known})")
+            problems.append(
+                f"mappings[{index}].destination: unknown destination {m.destination!r} (known: {known})"
+            )
         if m.format == "confluent-avro" and not have_registry:
             problems.append(f"mappings[{index}].format: confluent-avro needs the `schema_registry` section")
     return problems
-

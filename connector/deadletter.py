@@ -37,8 +37,19 @@ H_HTTP_RESPONSE = "optikpi.http.response"
 H_FAILED_AT = "optikpi.failed_at"
 H_VERSION = "optikpi.connector.version"
 ADDED_HEADERS = frozenset(
-    {H_TOPIC, H_PARTITION, H_OFFSET, H_STAGE, H_CLASS, H_MESSAGE, H_ENDPOINT, H_HTTP_STATUS, H_HTTP_RESPONSE,
-     H_FAILED_AT, H_VERSION}
+    {
+        H_TOPIC,
+        H_PARTITION,
+        H_OFFSET,
+        H_STAGE,
+        H_CLASS,
+        H_MESSAGE,
+        H_ENDPOINT,
+        H_HTTP_STATUS,
+        H_HTTP_RESPONSE,
+        H_FAILED_AT,
+        H_VERSION,
+    }
 )
 
 
@@ -72,15 +83,14 @@ def dead_letter_headers(
         headers.append((H_HTTP_STATUS, str(http_status).encode()))
     if http_response is not None:
         headers.append((H_HTTP_RESPONSE, http_response.encode("utf-8", "replace")[:RESPONSE_EXCERPT_BYTES]))
-    headers.append((H_FAILED_AT, failed_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{failed_at.microsecond // 1000:03d}Z"))
+    stamp = failed_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{failed_at.microsecond // 1000:03d}Z"
+    headers.append((H_FAILED_AT, stamp.encode()))
     headers.append((H_VERSION, __version__.encode()))
     return headers
 
 
 class DeadLetterWriter:
-    def __init__(
-        self, producer: ProducerPort, topic: str, now: Callable[[], datetime] = _utc_now
-    ) -> None:
+    def __init__(self, producer: ProducerPort, topic: str, now: Callable[[], datetime] = _utc_now) -> None:
         self.topic = topic
         self._producer = producer
         self._now = now

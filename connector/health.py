@@ -24,12 +24,13 @@ class Health:
         self._last_beat = clock()
         self.on_change: Callable[[str, bool], None] | None = None
 
-    def set(self, reason: str, message: str) -> None:
+    def set(self, reason: str, message: str, *, expected: bool = False) -> None:
+        """`expected`: a planned state (shutting down) that is logged at info, not error."""
         with self._lock:
             new = reason not in self._reasons
             self._reasons[reason] = message
         if new:
-            log.error("connector not ready", reason=reason, detail=message)
+            (log.info if expected else log.error)("connector not ready", reason=reason, detail=message)
             if self.on_change:
                 self.on_change(reason, True)
 

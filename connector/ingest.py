@@ -134,7 +134,9 @@ class IngestClient:
         self._metrics = metrics
         self._buckets = {key: TokenBucket(destination.rate_limit(key), clock=clock) for key in ENDPOINTS}
         self._slots = threading.BoundedSemaphore(destination.max_concurrency)
-        self._auth = HmacAuth(destination.account_id, destination.workspace_id, token or token_source(destination))
+        self._auth = HmacAuth(
+            destination.account_id, destination.workspace_id, token or token_source(destination)
+        )
         self._http = httpx.Client(
             base_url=destination.base_url,
             auth=self._auth,
@@ -192,7 +194,12 @@ class IngestClient:
             if len(part) + 2 > self._max_bytes:
                 # Splitting cannot help: no request can carry this record.
                 result.rejected.append(
-                    Rejection(index, None, f"record is {len(part)} bytes, larger than max_bytes {self._max_bytes}", "")
+                    Rejection(
+                        index,
+                        None,
+                        f"record is {len(part)} bytes, larger than max_bytes {self._max_bytes}",
+                        "",
+                    )
                 )
                 continue
             if group and (len(group) >= self._max_records or size + part_size > self._max_bytes):
@@ -266,7 +273,7 @@ class IngestClient:
             budget = self._retry.max_elapsed_s
             if budget > 0 and elapsed + delay > budget:
                 raise RetryBudgetExceeded(
-                    f"{endpoint}: still failing after {elapsed:.1f}s and {attempt + 1} attempts (last: {reason})"
+                    f"{endpoint}: still failing after {elapsed:.1f}s, {attempt + 1} attempts (last: {reason})"
                 )
             if self._metrics:
                 self._metrics.retries.labels(endpoint, reason).inc()

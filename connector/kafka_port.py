@@ -82,8 +82,9 @@ class ConsumerPort(Protocol):
 
     def assignment(self) -> set[TopicPartition]: ...
 
-    def committed(self, partitions: Iterable[TopicPartition], timeout_s: float) -> dict[TopicPartition, int | None]:
-        ...
+    def committed(
+        self, partitions: Iterable[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int | None]: ...
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         """End offsets as last seen in fetched data (not ListOffsets: some brokers answer it wrongly)."""

@@ -15,7 +15,9 @@ from typing import Any, TextIO
 
 import structlog
 
-_SECRET_KEY = re.compile(r"(token|secret|password|passwd|authorization|api[_-]?key|user\.info|credential)", re.I)
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|authorization|api[_-]?key|user\.info|credential)", re.I
+)
 _MASK = "***"
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -35,7 +37,10 @@ def _scrub(value: Any) -> Any:
                 value = value.replace(secret, _MASK)
         return value
     if isinstance(value, dict):
-        return {k: (_MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v)) for k, v in value.items()}
+        return {
+            k: (_MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v) for v in value)
     return value
@@ -54,7 +59,9 @@ def configure(level: str = "info", json: bool | None = None, stream: TextIO | No
     stream = stream or sys.stderr
     if json is None:
         json = not stream.isatty()
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -15,22 +15,36 @@ class Metrics:
         self.request_seconds = Histogram(
             "optikpi_ingest_request_seconds", "Ingest API request latency", ["endpoint"], registry=r
         )
-        self.retries = Counter("optikpi_ingest_retries", "Requests retried, by reason", ["endpoint", "reason"], registry=r)
+        self.retries = Counter(
+            "optikpi_ingest_retries", "Requests retried, by reason", ["endpoint", "reason"], registry=r
+        )
         self.records_accepted = Counter(
             "optikpi_records_accepted", "Records accepted by the ingest API", ["endpoint"], registry=r
         )
         self.records_rejected = Counter(
-            "optikpi_records_rejected", "Records the ingest API rejected for their content", ["endpoint"], registry=r
+            "optikpi_records_rejected",
+            "Records the ingest API rejected for their content",
+            ["endpoint"],
+            registry=r,
         )
-        self.records_consumed = Counter("optikpi_records_consumed", "Records read from Kafka", ["topic"], registry=r)
+        self.records_consumed = Counter(
+            "optikpi_records_consumed", "Records read from Kafka", ["topic"], registry=r
+        )
         self.dead_lettered = Counter(
-            "optikpi_dead_lettered", "Records written to the dead-letter topic", ["stage", "topic"], registry=r
+            "optikpi_dead_lettered",
+            "Records written to the dead-letter topic",
+            ["stage", "topic"],
+            registry=r,
         )
         self.commits = Counter("optikpi_offset_commits", "Offset commits", ["result"], registry=r)
-        self.in_flight_records = Gauge("optikpi_in_flight_records", "Records consumed but not yet done", registry=r)
+        self.in_flight_records = Gauge(
+            "optikpi_in_flight_records", "Records consumed but not yet done", registry=r
+        )
         self.in_flight_bytes = Gauge("optikpi_in_flight_bytes", "Bytes consumed but not yet done", registry=r)
         self.paused_partitions = Gauge("optikpi_paused_partitions", "Partitions paused", registry=r)
-        self.lag = Gauge("optikpi_consumer_lag", "End offset minus committed offset", ["topic", "partition"], registry=r)
+        self.lag = Gauge(
+            "optikpi_consumer_lag", "End offset minus committed offset", ["topic", "partition"], registry=r
+        )
         self.ready = Gauge("optikpi_ready", "1 when the connector is ready", registry=r)
         self.unready_reason = Gauge(
             "optikpi_unready", "1 for the reason the connector is not ready", ["reason"], registry=r

@@ -249,8 +249,13 @@ class Pipeline:
             return True
         errors = validate_record(mapping.endpoint, mapped)
         if errors:
-            self._dead_letter(record, Stage.VALIDATE, ValueError(format_errors(errors)), mapping.endpoint,
-                              error_class="ValidationError")
+            self._dead_letter(
+                record,
+                Stage.VALIDATE,
+                ValueError(format_errors(errors)),
+                mapping.endpoint,
+                error_class="ValidationError",
+            )
             return True
         try:
             body = dumps_bytes(mapped)
@@ -339,8 +344,12 @@ class Pipeline:
             self._credential_retries.append((self._clock() + delay, batch))
             self.health.set("credentials", str(c.error))
             self._pause(self._tracker.partitions(), "credentials")
-            log.error("ingest API refused our credentials; paused, nothing committed or dead-lettered",
-                      destination=destination, status=c.error.status, retry_in_s=delay)
+            log.error(
+                "ingest API refused our credentials; paused, nothing committed or dead-lettered",
+                destination=destination,
+                status=c.error.status,
+                retry_in_s=delay,
+            )
             return
         self._in_flight.pop(batch.id, None)
         self._queues[batch.key].finished(batch)
@@ -428,8 +437,14 @@ class Pipeline:
     ) -> None:
         message = str(exc) or type(exc).__name__
         cls = error_class or type(exc).__name__
-        log.warning("dead-lettering record", stage=stage.value, topic=record.topic, partition=record.partition,
-                    offset=record.offset, reason=message[:300])
+        log.warning(
+            "dead-lettering record",
+            stage=stage.value,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=message[:300],
+        )
         if self._breaker_count(True):
             self.health.set(
                 "breaker",
@@ -441,8 +456,16 @@ class Pipeline:
         def write() -> None:
             self._dlq_outstanding += 1
             try:
-                self._dlq.write(record, stage, cls, message, on_done, endpoint=endpoint,
-                                http_status=http_status, http_response=http_response)
+                self._dlq.write(
+                    record,
+                    stage,
+                    cls,
+                    message,
+                    on_done,
+                    endpoint=endpoint,
+                    http_status=http_status,
+                    http_response=http_response,
+                )
             except Exception as exc:  # queue full, producer failed: same as a failed delivery
                 on_done(DeliveryError(f"{type(exc).__name__}: {exc}"))
 
@@ -575,8 +598,11 @@ class Pipeline:
         self.metrics.in_flight_bytes.set(self._in_flight_bytes)
         paused = any("backpressure" in r for r in self._paused.values())
         if not paused and self._over_bound(1.0):
-            log.info("in-flight bound reached; pausing fetch", records=self._in_flight_records,
-                     bytes=self._in_flight_bytes)
+            log.info(
+                "in-flight bound reached; pausing fetch",
+                records=self._in_flight_records,
+                bytes=self._in_flight_bytes,
+            )
             self._pause(self._tracker.partitions(), "backpressure")
         elif paused and not self._over_bound(RESUME_FRACTION):
             self._unpause("backpressure")
@@ -614,9 +640,12 @@ class Pipeline:
     def shutdown(self) -> int:
         """Stop fetching, finish within shutdown_timeout_s, commit what is done, leave the group."""
         started = self._clock()
-        log.info("stopping: draining in-flight records", in_flight=self._in_flight_records,
-                 timeout_s=self._shutdown_timeout_s)
-        self.health.set("stopping", "shutting down")
+        log.info(
+            "stopping: draining in-flight records",
+            in_flight=self._in_flight_records,
+            timeout_s=self._shutdown_timeout_s,
+        )
+        self.health.set("stopping", "shutting down", expected=True)
         try:
             self._pause(self._tracker.partitions(), "stopping")
             if self._fatal is None:
@@ -626,8 +655,10 @@ class Pipeline:
                         self._queues[acc.key].push(batch)
                 drained = self._drain(None, started + self._shutdown_timeout_s)
                 if not drained:
-                    log.warning("drain deadline passed; unfinished records stay uncommitted",
-                                in_flight=self._in_flight_records)
+                    log.warning(
+                        "drain deadline passed; unfinished records stay uncommitted",
+                        in_flight=self._in_flight_records,
+                    )
         except PipelineStopped as exc:
             self._fatal = self._fatal or str(exc)
         finally:
@@ -643,7 +674,9 @@ class Pipeline:
         if self._fatal:
             log.error("connector stopped on a fatal error", reason=self._fatal, drain_s=round(elapsed, 3))
             return 1
-        log.info("connector stopped", drain_s=round(elapsed, 3), uncommitted=self._in_flight_records, **self.stats)
+        log.info(
+            "connector stopped", drain_s=round(elapsed, 3), uncommitted=self._in_flight_records, **self.stats
+        )
         return 0
 
     # ------------------------------------------------------------------ introspection (tests, demo)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self.rate = rate

@@ -34,7 +34,9 @@ class SendReport:
         return 0 if not self.rejected and not self.invalid else 1
 
 
-def complete_record(endpoint: str, record: dict[str, Any], destination: DestinationSettings) -> dict[str, Any]:
+def complete_record(
+    endpoint: str, record: dict[str, Any], destination: DestinationSettings
+) -> dict[str, Any]:
     """Fill what the connector would fill: the destination ids and the endpoint's fixed category."""
     out = dict(record)
     out.setdefault("account_id", destination.account_id)
@@ -60,9 +62,7 @@ def _read(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def send_file(
-    endpoint: str, path: Path, settings: Settings, client: IngestClient, out: TextIO
-) -> SendReport:
+def send_file(endpoint: str, path: Path, settings: Settings, client: IngestClient, out: TextIO) -> SendReport:
     destination = settings.optikpi
     assert destination is not None
     report = SendReport(endpoint)

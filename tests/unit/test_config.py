@@ -24,7 +24,9 @@ GOOD = {
 
 def problems(doc: dict, command: str = "run", env: dict | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_settings(doc, command, source="c.yaml", env=env if env is not None else {"TOKEN": "s3cret-token"})
+        parse_settings(
+            doc, command, source="c.yaml", env=env if env is not None else {"TOKEN": "s3cret-token"}
+        )
     return info.value.problems
 
 
@@ -46,7 +48,11 @@ def test_secret_never_in_repr_or_str() -> None:
 
 
 def test_default_variable_and_typed_interpolation() -> None:
-    doc = {**GOOD, "server": {"port": "${PORT:-9100}"}, "optikpi": {**GOOD["optikpi"], "timeout_s": "${T:-5}"}}
+    doc = {
+        **GOOD,
+        "server": {"port": "${PORT:-9100}"},
+        "optikpi": {**GOOD["optikpi"], "timeout_s": "${T:-5}"},
+    }
     s = parse_settings(doc, "run", source="c.yaml", env={"TOKEN": "x" * 8})
     assert s.server.port == 9100 and s.optikpi is not None and s.optikpi.timeout_s == 5
 
@@ -84,10 +90,13 @@ def test_every_problem_is_one_line_with_its_key_path() -> None:
 
 
 def test_unknown_destination_and_duplicate_topic() -> None:
-    doc = {**GOOD, "mappings": [
-        {"topic": "a", "endpoint": "deposit", "destination": "eu"},
-        {"topic": "a", "endpoint": "account"},
-    ]}
+    doc = {
+        **GOOD,
+        "mappings": [
+            {"topic": "a", "endpoint": "deposit", "destination": "eu"},
+            {"topic": "a", "endpoint": "account"},
+        ],
+    }
     joined = "\n".join(problems(doc))
     assert "mappings[0].destination: unknown destination 'eu' (known: optikpi)" in joined
     assert "mappings[1].topic: 'a' is mapped twice" in joined or "is mapped twice" in joined
@@ -114,8 +123,11 @@ def test_confluent_avro_needs_registry() -> None:
 
 def test_extra_destinations() -> None:
     eu = {**GOOD["optikpi"], "account_id": "eu-acc"}
-    doc = {**GOOD, "destinations": {"eu": eu},
-           "mappings": [{"topic": "a", "endpoint": "deposit", "destination": "eu"}]}
+    doc = {
+        **GOOD,
+        "destinations": {"eu": eu},
+        "mappings": [{"topic": "a", "endpoint": "deposit", "destination": "eu"}],
+    }
     s = parse_settings(doc, "run", source="c.yaml", env={"TOKEN": "abcd1234"})
     assert s.destination("eu").account_id == "eu-acc"
 
