@@ -24,7 +24,7 @@ from connector.avro import (
     SchemaRegistryClient,
     load_schema,
 )
-from connector.config import MappingSettings, Settings
+from connector.config import ConfigError, MappingSettings, Settings
 from connector.deadletter import DeadLetterWriter
 from connector.health import Health
 from connector.ingest import IngestClient
@@ -49,7 +49,11 @@ def schema_dirs(settings: Settings) -> list[Path]:
 
 
 def build_decoder(m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None) -> Decoder:
-    reader = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
+    try:
+        reader = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
+    except ValueError as exc:  # SchemaFileError, InvalidSchemaError: the user's file, a config problem
+        index = settings.mappings.index(m)
+        raise ConfigError([f"{settings.source}: mappings[{index}].schema: {exc}"]) from None
     if m.format == "avro":
         assert reader is not None  # config requires a schema for raw Avro
         return RawAvroDecoder(reader)
@@ -69,7 +73,12 @@ def build_routes(settings: Settings, registry: SchemaRegistryClient | None) -> d
 
 def build_registry(settings: Settings) -> SchemaRegistryClient | None:
     sr = settings.schema_registry
-    return SchemaRegistryClient(sr.url, sr.properties) if sr else None
+    if sr is None:
+        return None
+    try:
+        return SchemaRegistryClient(sr.url, sr.properties)
+    except ValueError as exc:
+        raise ConfigError([f"{settings.source}: schema_registry.properties: {exc}"]) from None
 
 
 def kafka_consumer_config(settings: Settings) -> dict[str, object]:

@@ -46,6 +46,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: ask Linux to SIGTERM the broker if our process dies.
 
@@ -97,6 +106,9 @@ class EmbeddedBroker:
         if self.running:
             return self
         binary = resolve_tansu_binary()
+        if self._requested_port and not _port_is_free(self._host, self._requested_port):
+            # Otherwise the readiness check would happily talk to whatever holds the port.
+            raise RuntimeError(f"cannot start the embedded broker: port {self._requested_port} is in use")
         self._port = self._requested_port or free_port(self._host)
         url = f"tcp://{self._host}:{self._port}"
         command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]

@@ -199,6 +199,7 @@ class KafkaConsumer:
         except ck.KafkaException as exc:
             raise _port_error(exc, "cannot create the kafka consumer") from exc
         self._listener: RebalanceListener | None = None
+        self._lost_now: set[TopicPartition] = set()
         self._closing = False
         self._closed = False
 
@@ -224,7 +225,14 @@ class KafkaConsumer:
 
     def _on_lost(self, _consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         if partitions and self._listener is not None and not self._closing:
-            self._listener.on_lost(_to_port(partitions))
+            lost = _to_port(partitions)
+            # Lost partitions stay in librdkafka's assignment until this returns, but they already
+            # belong to someone else: the commit guard must not let them through meanwhile.
+            self._lost_now = set(lost)
+            try:
+                self._listener.on_lost(lost)
+            finally:
+                self._lost_now = set()
 
     def consume(self, max_records: int, timeout_s: float) -> list[Record]:
         self._errors.raise_if_fatal()
@@ -254,7 +262,7 @@ class KafkaConsumer:
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:
             return
-        owned = self.assignment()
+        owned = self.assignment() - self._lost_now
         not_owned = sorted(tp for tp in offsets if tp not in owned)
         if not_owned:
             names = ", ".join(str(tp) for tp in not_owned)

@@ -8,7 +8,8 @@ It models what the pipeline's correctness depends on, the way librdkafka shows i
 - positions start at the committed offset, else at `auto_offset_reset`;
 - commits are synchronous and refused for partitions the member does not own (recorded in
   `InMemoryBroker.rejected_commits`, so tests can prove that never happened);
-- producer delivery reports run only from `poll()`/`flush()`; failures can be injected;
+- producer delivery reports run only from `poll()`/`flush()`; failures can be injected
+  (`fail_deliveries`, `fail_commits`) and acks held back (`hold_deliveries`);
 - end offsets are known only for partitions fetched at least once, as with librdkafka's cache.
 
 `close()` leaves the group without listener callbacks (the caller commits first), `kill()` is a

@@ -1,6 +1,6 @@
 """Realistic sample events for `produce-sample` and the demo, with poison messages on demand.
 
-One kind per bundled schema (`schemas/<kind>.avsc`). `SAMPLE_MAPPINGS` is the mapping that goes
+One kind per bundled schema (`schemas/<kind>.avsc`). `the demo mappings` is the mapping that goes
 with each kind; the poison labels promise where a message fails *under that mapping*:
 DECODE (not valid Avro for its schema), MAP (a NaN where the mapping expects a number) or
 VALIDATE (valid Avro that breaks the ingest model). Everything is drawn from the `random.Random`
@@ -14,22 +14,24 @@ import math
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
+
+import yaml
 
 __all__ = [
     "MAP_POISON_FIELDS",
     "SAMPLE_BASE_TIME",
     "SAMPLE_KINDS",
-    "SAMPLE_MAPPINGS",
     "PoisonStage",
-    "SampleMapping",
     "SampleMessage",
     "make_messages",
     "player_id_of",
+    "sample_mappings",
     "sample_record",
 ]
 
@@ -46,132 +48,21 @@ class SampleMessage:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
-    # None, or the stage the message must fail at under SAMPLE_MAPPINGS.
+    # None, or the stage the message must fail at under the demo mappings.
     poison: str | None
 
 
-@dataclass(frozen=True)
-class SampleMapping:
-    """The example mapping of one sample kind: target field <- source path."""
-
-    topic: str
-    endpoint: str
-    fields: Mapping[str, str]
-    constants: Mapping[str, Any] = field(default_factory=dict)
-
-    def as_config(self, kind: str, format: str = "confluent-avro") -> dict[str, Any]:
-        """One `mappings:` entry of the YAML configuration."""
-        entry: dict[str, Any] = {
-            "topic": self.topic,
-            "endpoint": self.endpoint,
-            "format": format,
-            "schema": f"{kind}.avsc",  # raw Avro: the writer schema; confluent-avro: the reader schema
-            "fields": dict(self.fields),
-        }
-        if self.constants:
-            entry["constants"] = dict(self.constants)
-        return entry
+DEMO_MAPPINGS_FILE: Final = Path(__file__).with_name("demo_mappings.yaml")
 
 
-# The mappings of connector/demo_mappings.yaml, as data. Fields with the same name on both sides
-# (currency, money_type, payment_method, ...) are left to copy_matching on purpose.
-SAMPLE_MAPPINGS: Final[Mapping[str, SampleMapping]] = MappingProxyType(
-    {
-        "bet": SampleMapping(
-            "casino.bets",
-            "gaming-activity",
-            {
-                "user_id": "player.id",
-                "event_id": "bet_id",
-                "event_name": "event_type",
-                "event_time": "placed_at",
-                "wager_amount": "stake",
-                "win_amount": "win_amount",
-                "odds": "odds",
-                "game_id": "game.id",
-                "game_title": "game.title",
-                "provider": "game.provider",
-                "game_category": "game.category",
-                "sport_type": "sport",
-                "betting_market": "market",
-                "bet_status": "status",
-                "betting_channel": "channel",
-            },
-        ),
-        "deposit": SampleMapping(
-            "casino.deposits",
-            "deposit",
-            {
-                "user_id": "player_id",
-                "event_id": "deposit_id",
-                "event_time": "created_at",
-                "amount": "amount",
-                "payment_method": "method",
-                "payment_provider_name": "provider",
-                "transaction_id": "provider_reference",
-            },
-            {"event_name": "Successful Deposit"},
-        ),
-        "withdrawal": SampleMapping(
-            "casino.withdrawals",
-            "withdraw",
-            {
-                "user_id": "player_id",
-                "event_id": "withdrawal_id",
-                "event_time": "requested_at",
-                "transaction_id": "transaction_ref",
-            },
-            {"event_name": "Withdrawal Requested"},
-        ),
-        "account_event": SampleMapping(
-            "casino.account-events",
-            "account",
-            {
-                "user_id": "player_id",
-                "event_id": "event_id",
-                "event_name": "type",
-                "event_time": "occurred_at",
-                "device": "device",
-                "affiliate_id": "affiliate_id",
-                "campaign_code": "campaign_code",
-                "reason": "reason",
-            },
-        ),
-        "wallet_balance": SampleMapping(
-            "casino.wallet-balances",
-            "wallet-balance",
-            {
-                "user_id": "player_id",
-                "event_id": "snapshot_id",
-                "event_time": "snapshot_at",
-                "current_cash_balance": "cash_balance",
-                "current_bonus_balance": "bonus_balance",
-                "current_total_balance": "total_balance",
-                "blocked_amount": "locked_amount",
-            },
-            {"event_name": "Balance Snapshot"},
-        ),
-        "customer_profile": SampleMapping(
-            "casino.customers",
-            "customers",
-            {
-                "user_id": "player_id",
-                "creation_timestamp": "registered_at",
-                "first_name": "given_name",
-                "last_name": "family_name",
-                "phone_number": "mobile",
-                "language": "preferred_language",
-                "marketing_email_preference": "marketing.email",
-                "marketing_sms_preference": "marketing.sms",
-                "notifications_preference": "marketing.push",
-                "deposit_limits": "deposit_limit",
-                "custom_data": "custom_attributes",
-            },
-        ),
-    }
-)
+def sample_mappings() -> dict[str, dict[str, Any]]:
+    """Sample kind → its `mappings:` entry in connector/demo_mappings.yaml, the one place the
+    example mappings are written down (the poison promises below are made under them)."""
+    doc = yaml.safe_load(DEMO_MAPPINGS_FILE.read_text(encoding="utf-8"))
+    return {Path(entry["schema"]).stem: entry for entry in doc["mappings"]}
 
-# The double field of each kind that SAMPLE_MAPPINGS sends to a number field: a NaN there cannot
+
+# The double field of each kind that the demo mappings sends to a number field: a NaN there cannot
 # become JSON. Kinds without one get no MAP poison.
 MAP_POISON_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
     {"bet": "odds", "wallet_balance": "cash_balance", "customer_profile": "deposit_limit"}

@@ -12,7 +12,6 @@ from typing import Any
 
 import fastavro
 import pytest
-import yaml
 from fastavro.validation import validate
 
 from connector.avro import DecodeError, RawAvroDecoder, encode_confluent, encode_raw, load_schema, parse
@@ -23,10 +22,10 @@ from connector.samples import (
     MAP_POISON_FIELDS,
     POISON_HEADER,
     SAMPLE_KINDS,
-    SAMPLE_MAPPINGS,
     SampleMessage,
     make_messages,
     player_id_of,
+    sample_mappings,
     sample_record,
 )
 
@@ -54,14 +53,9 @@ def confluent_decode(schema: dict[str, Any], schema_id: int, value: bytes) -> di
 
 
 def mappings_under_test() -> Iterator[tuple[str, str, MappingSettings]]:
-    """SAMPLE_MAPPINGS, and the demo's mapping file: the poison promises must hold for both."""
-    for kind, sample in SAMPLE_MAPPINGS.items():
-        yield f"samples:{kind}", kind, MappingSettings.model_validate(sample.as_config(kind))
-    if DEMO_MAPPINGS.is_file():
-        for entry in yaml.safe_load(DEMO_MAPPINGS.read_text())["mappings"]:
-            kind = Path(entry.get("schema", "")).stem
-            if kind in SAMPLE_KINDS:
-                yield f"demo:{kind}", kind, MappingSettings.model_validate(entry)
+    """The demo's mapping file: the poison promises are made under it."""
+    for kind, entry in sample_mappings().items():
+        yield f"demo:{kind}", kind, MappingSettings.model_validate(entry)
 
 
 MAPPINGS = list(mappings_under_test())
@@ -257,13 +251,13 @@ def test_decode_poison_variants_all_occur() -> None:
     assert set(reasons) >= {"magic", "unknown id", "payload"}
 
 
-def test_as_config_is_a_valid_mapping_entry() -> None:
-    for kind, sample in SAMPLE_MAPPINGS.items():
-        for fmt in ("confluent-avro", "avro"):
-            settings = MappingSettings.model_validate(sample.as_config(kind, fmt))
-            assert settings.schema_path == f"{kind}.avsc"
-            assert load_schema(settings.schema_path) == load_schema(kind)
-    assert len({m.topic for m in SAMPLE_MAPPINGS.values()}) == len(SAMPLE_MAPPINGS)
+def test_every_sample_kind_has_a_demo_mapping() -> None:
+    mappings = sample_mappings()
+    assert set(mappings) == set(SAMPLE_KINDS)
+    for kind, entry in mappings.items():
+        settings = MappingSettings.model_validate(entry)
+        assert load_schema(settings.schema_path or "") == load_schema(kind)
+    assert len({m["topic"] for m in mappings.values()}) == len(mappings)
 
 
 def test_fastavro_is_what_validates() -> None:
