@@ -136,6 +136,7 @@ class Pipeline:
         self._stalls: dict[TopicPartition, _Stall] = {}
         self._breaker = DeadLetterBreaker(dead_letter.window, dead_letter.max_ratio)
         self._paused: dict[TopicPartition, set[str]] = {}
+        self._deferred_pauses: list[TopicPartition] = []
         self._in_flight_records = 0
         self._in_flight_bytes = 0
         self._last_commit = clock()
@@ -175,6 +176,11 @@ class Pipeline:
         self.health.beat()
         timeout = self._poll_timeout()
         records = self._consumer.consume(POLL_RECORDS, timeout)
+        if self._deferred_pauses:
+            owned = [tp for tp in self._deferred_pauses if self._paused.get(tp)]
+            self._deferred_pauses.clear()
+            if owned:
+                self._consumer.pause(owned)
         for record in records:
             self._accept(record)
         self._service()
@@ -188,7 +194,9 @@ class Pipeline:
         self.health.clear("starting")
         for reason in ("credentials", "breaker", "backpressure"):
             if self._pause_reason_active(reason):
-                self._pause(partitions, reason)
+                # Inside the assign callback the partitions are not assigned yet and a pause
+                # would be lost: apply it right after consume() returns.
+                self._pause(partitions, reason, defer=True)
 
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
         """Finish what the revoked partitions have in flight (within a deadline), commit what is
@@ -563,14 +571,16 @@ class Pipeline:
             return self._over_bound(1.0)
         return False
 
-    def _pause(self, partitions: Iterable[TopicPartition], reason: str) -> None:
+    def _pause(self, partitions: Iterable[TopicPartition], reason: str, defer: bool = False) -> None:
         newly = []
         for tp in partitions:
             reasons = self._paused.setdefault(tp, set())
             if not reasons:
                 newly.append(tp)
             reasons.add(reason)
-        if newly:
+        if newly and defer:
+            self._deferred_pauses.extend(newly)
+        elif newly:
             self._consumer.pause(newly)
         self.metrics.paused_partitions.set(sum(1 for r in self._paused.values() if r))
 

@@ -93,7 +93,9 @@ class ScriptedUploader:
         for i, part in enumerate(parts):
             record = json.loads(part)
             if self.reject_if(record):
-                result.rejected.append(Rejection(i, 400, "Validation failed: amount", '{"error":"Bad Request"}'))
+                result.rejected.append(
+                    Rejection(i, 400, "Validation failed: amount", '{"error":"Bad Request"}')
+                )
             else:
                 self.received.append((endpoint, record))
                 result.accepted += 1
@@ -104,7 +106,12 @@ class ScriptedUploader:
 
 
 def deposit(i: int, **extra: Any) -> bytes:
-    record = {"player_id": f"p{i}", "deposit_id": f"d{i}", "created_at": "2024-01-15T10:30:00Z", "amount": 10 + i}
+    record = {
+        "player_id": f"p{i}",
+        "deposit_id": f"d{i}",
+        "created_at": "2024-01-15T10:30:00Z",
+        "amount": 10 + i,
+    }
     record.update(extra)
     return dumps_bytes(record)
 

@@ -19,7 +19,13 @@ def test_records_flow_to_the_api_and_offsets_commit() -> None:
     assert [r["event_id"] for _, r in kit.uploader.received] == [f"d{i}" for i in range(7)]
     first = kit.uploader.received[0][1]
     assert first == {
-        "account_id": "acc", "workspace_id": "ws", "user_id": "p0", "event_category": "Deposit",
-        "event_name": "Successful Deposit", "event_id": "d0", "event_time": "2024-01-15T10:30:00Z", "amount": 10,
+        "account_id": "acc",
+        "workspace_id": "ws",
+        "user_id": "p0",
+        "event_category": "Deposit",
+        "event_name": "Successful Deposit",
+        "event_id": "d0",
+        "event_time": "2024-01-15T10:30:00Z",
+        "amount": 10,
     }
     assert kit.broker.committed("g", TP0) == 7
