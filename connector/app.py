@@ -177,11 +177,15 @@ def build_connector(
             )
             for name in sorted(used)
         }
-        closers.extend(c.close for c in clients.values())
         uploaders = clients
+    else:
+        clients = {}
     workers = sum(settings.destination(name).max_concurrency for name in uploaders)
     executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload")
     closers.append(lambda: executor.shutdown(wait=True, cancel_futures=True))
+    # Closed first (closers run in reverse): closing the HTTP clients ends uploads still waiting
+    # on the network, so the executor shutdown does not wait out a request timeout.
+    closers.extend(c.close for c in clients.values())
     assert settings.dead_letter is not None
     pipeline = Pipeline(
         consumer,

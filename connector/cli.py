@@ -223,7 +223,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = send_file(args.endpoint, path, settings, client, sys.stdout)
     except CredentialsError as exc:
-        key = "optikpi.base_url" if exc.status in (404, 405) else "optikpi.auth_token"
+        key = "optikpi.base_url" if exc.wrong_base_url else "optikpi.auth_token"
         print(f"configuration error: {key}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TokenFileError as exc:

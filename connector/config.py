@@ -78,6 +78,15 @@ class SchemaRegistrySettings(_Frozen):
         return f"SchemaRegistrySettings(url={self.url!r})"
 
 
+# Token and ids travel as HTTP headers and feed the signing key; signing.HmacAuth refuses anything else
+# at request time, which would surface as a traceback instead of a configuration error.
+_HEADER_SAFE_RULE = "must be printable ASCII without surrounding whitespace"
+
+
+def _header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable() and value == value.strip()
+
+
 class DestinationSettings(_Frozen):
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     account_id: Annotated[str, Field(min_length=1)]
@@ -98,6 +107,15 @@ class DestinationSettings(_Frozen):
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        if value is not None and not _header_safe(value.get_secret_value()):
+            raise ValueError(_HEADER_SAFE_RULE)  # never the value: it is a secret
+        return value
+
+    @field_validator("account_id", "workspace_id")
+    @classmethod
+    def _id_header_safe(cls, value: str) -> str:
+        if not _header_safe(value):
+            raise ValueError(_HEADER_SAFE_RULE)
         return value
 
     @model_validator(mode="after")

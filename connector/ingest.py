@@ -34,6 +34,8 @@ from connector.signing import FileToken, HmacAuth, StaticToken, TokenSource
 
 RESPONSE_EXCERPT_BYTES = 1024
 _CREDENTIALS_STATUSES = frozenset({401, 403, 404, 405})
+# A redirect (http:// base_url sent to https://, a gateway login page) blames no record: treated like 404.
+_REDIRECT_STATUSES = range(300, 400)
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 log = get_logger(__name__)
@@ -50,7 +52,8 @@ class CredentialsError(IngestError):
         self.status = status
         self.endpoint = endpoint
         self.detail = detail
-        hint = "check base_url" if status in (404, 405) else "check auth_token, account_id and workspace_id"
+        self.wrong_base_url = status in (404, 405) or status in _REDIRECT_STATUSES
+        hint = "check base_url" if self.wrong_base_url else "check auth_token, account_id and workspace_id"
         super().__init__(f"ingest API answered {status} for {endpoint} ({hint}): {detail}")
 
 
@@ -106,6 +109,19 @@ def _api_message(response: httpx.Response) -> str:
             message += f" (field {details['field']}: {details.get('issue', '')})"
         return message[:500] or response.reason_phrase
     return response.reason_phrase
+
+
+def _without_token(text: str, response: httpx.Response) -> str:
+    # A server may echo the token it refused; this text ends up in exceptions, health output, DLQ headers.
+    token = response.request.headers.get("x-optikpi-token")
+    return text.replace(token, "***") if token else text
+
+
+def _excerpt(response: httpx.Response) -> str:
+    # Scrubbed before the cut, so no token prefix survives at the edge. Bytes, not characters: 1 KB is
+    # what a DLQ header may hold; "ignore" drops a multi-byte character cut in two.
+    text = _without_token(response.content.decode("utf-8", "replace"), response)
+    return text.encode("utf-8")[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "ignore")
 
 
 class IngestClient:
@@ -220,7 +236,9 @@ class IngestClient:
             return
         if len(group) == 1:
             result.rejected.append(
-                Rejection(group[0], status, _api_message(response), response.text[:RESPONSE_EXCERPT_BYTES])
+                Rejection(
+                    group[0], status, _without_token(_api_message(response), response), _excerpt(response)
+                )
             )
             if self._metrics:
                 self._metrics.records_rejected.labels(endpoint).inc()
@@ -261,8 +279,8 @@ class IngestClient:
                 status = response.status_code
                 if status < 300:
                     return status, response
-                if status in _CREDENTIALS_STATUSES:
-                    raise CredentialsError(status, endpoint, _api_message(response))
+                if status in _CREDENTIALS_STATUSES or status in _REDIRECT_STATUSES:
+                    raise CredentialsError(status, endpoint, _without_token(_api_message(response), response))
                 if status not in _TRANSIENT_STATUSES and status < 500:
                     return status, response
                 reason = str(status)

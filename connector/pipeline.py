@@ -169,6 +169,9 @@ class Pipeline:
             self._fatal = f"Kafka client failed: {exc}"
         except PipelineStopped as exc:
             self._fatal = str(exc)
+        except Exception as exc:  # a bug must still leave the group without committing unfinished work
+            log.exception("unexpected error in the consumer loop")
+            self._fatal = f"unexpected error: {type(exc).__name__}: {exc}"
         return self.shutdown()
 
     def step(self) -> None:

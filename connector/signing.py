@@ -125,6 +125,9 @@ class FileToken:
             raise TokenFileError(self._path, "not valid UTF-8") from None
         if not token:
             raise TokenFileError(self._path, "empty")
+        if not token.isascii() or not token.isprintable():
+            # HmacAuth would refuse it with a bare ValueError on every request; this names the file.
+            raise TokenFileError(self._path, "not printable ASCII")
         self._token, self._stamp = token, stamp
         return token
 

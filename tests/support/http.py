@@ -3,13 +3,15 @@ valid records for every endpoint, and a `send` configuration writer."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from connector.endpoints import ENDPOINTS
 
@@ -74,7 +76,9 @@ def ok(request: httpx.Request, records: list[dict[str, Any]]) -> httpx.Response:
     )
 
 
-def error(status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any) -> httpx.Response:
+def error(
+    status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> httpx.Response:
     body = {"error": "Error", "message": message, "details": {"field": "record", "issue": "x", **extra}}
     return httpx.Response(status, json=body, headers=dict(headers or {}))
 
@@ -102,7 +106,12 @@ def valid_record(endpoint: str, i: int) -> dict[str, Any]:
     when = f"2024-01-15T10:{i // 60 % 60:02d}:{i % 60:02d}Z"
     event = {"user_id": f"u{i % 13}", "event_id": f"{endpoint}-{i}", "event_time": when}
     by_endpoint: dict[str, dict[str, Any]] = {
-        "customers": {"user_id": f"u{i}", "creation_timestamp": when, "full_name": "Zoë Ñandú", "country": "ES"},
+        "customers": {
+            "user_id": f"u{i}",
+            "creation_timestamp": when,
+            "full_name": "Zoë Ñandú",
+            "country": "ES",
+        },
         "account": {**event, "event_name": "Account Created", "device": "ios"},
         "deposit": {**event, "event_name": "Successful Deposit", "amount": 10 + i, "payment_method": "bank"},
         "withdraw": {**event, "event_name": "Withdrawal Requested", "amount": 5.25},
@@ -163,3 +172,14 @@ def write_send_config(
         encoding="utf-8",
     )
     return path
+
+
+@contextlib.contextmanager
+def preserved_structlog() -> Iterator[None]:
+    """Restore structlog's configuration afterwards: `cli.main` points it at the (captured) stderr
+    of the moment, which pytest closes after the test."""
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
