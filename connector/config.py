@@ -224,40 +224,30 @@ class Settings:
 
 
 # What each command needs. "required" sections must be present; "optional" are validated when present.
+_PIPELINE_SECTIONS = (
+    frozenset({"kafka", "optikpi", "dead_letter", "mappings"}),
+    frozenset(
+        {
+            "schema_registry",
+            "destinations",
+            "batching",
+            "retry",
+            "server",
+            "backpressure",
+            "shutdown_timeout_s",
+            "log_level",
+        }
+    ),
+)
 COMMAND_SECTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "send": (frozenset({"optikpi"}), frozenset({"batching", "retry"})),
-    "run": (
-        frozenset({"kafka", "optikpi", "dead_letter", "mappings"}),
-        frozenset(
-            {
-                "schema_registry",
-                "destinations",
-                "batching",
-                "retry",
-                "server",
-                "backpressure",
-                "shutdown_timeout_s",
-                "log_level",
-            }
-        ),
-    ),
-    "check": (
-        frozenset({"kafka", "optikpi", "dead_letter", "mappings"}),
-        frozenset(
-            {
-                "schema_registry",
-                "destinations",
-                "batching",
-                "retry",
-                "server",
-                "backpressure",
-                "shutdown_timeout_s",
-                "log_level",
-            }
-        ),
-    ),
+    "run": _PIPELINE_SECTIONS,
+    "check": _PIPELINE_SECTIONS,
     "dlq": (frozenset({"kafka", "dead_letter"}), frozenset({"schema_registry"})),
-    "produce-sample": (frozenset({"kafka", "mappings"}), frozenset({"schema_registry"})),
+    "produce-sample": (
+        frozenset({"kafka", "mappings"}),
+        frozenset({"schema_registry", "destinations", "optikpi"}),
+    ),
 }
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -414,7 +404,11 @@ def parse_settings(doc: Mapping[str, Any], command: str, source: str, env: Mappi
                 declared.add(DEFAULT_DESTINATION)
             if isinstance(extra, dict):
                 declared.update(str(k) for k in extra)
-            problems.extend(_check_mappings(mappings, declared, raw_mappings, "schema_registry" in raw))
+            problems.extend(
+                _check_mappings(
+                    mappings, declared if "optikpi" in used else None, raw_mappings, "schema_registry" in raw
+                )
+            )
 
     shutdown = raw.get("shutdown_timeout_s", 25.0)
     if "shutdown_timeout_s" in used and (
@@ -444,7 +438,7 @@ def parse_settings(doc: Mapping[str, Any], command: str, source: str, env: Mappi
 
 def _check_mappings(
     mappings: list[MappingSettings],
-    destinations: set[str],
+    destinations: set[str] | None,
     raw: list[Any],
     have_registry: bool,
 ) -> list[str]:
@@ -458,7 +452,7 @@ def _check_mappings(
                 f"mappings[{index}].topic: {m.topic!r} is mapped twice (also mappings[{seen[m.topic]}])"
             )
         seen.setdefault(m.topic, index)
-        if m.destination not in destinations:
+        if destinations is not None and m.destination not in destinations:
             known = ", ".join(sorted(destinations)) or "none"
             problems.append(
                 f"mappings[{index}].destination: unknown destination {m.destination!r} (known: {known})"
