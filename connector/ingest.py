@@ -33,6 +33,7 @@ from connector.ratelimit import TokenBucket
 from connector.signing import FileToken, HmacAuth, StaticToken, TokenSource
 
 RESPONSE_EXCERPT_BYTES = 1024
+MAX_RETRY_AFTER_S = 600.0
 _CREDENTIALS_STATUSES = frozenset({401, 403, 404, 405})
 # A redirect (http:// base_url sent to https://, a gateway login page) blames no record: treated like 404.
 _REDIRECT_STATUSES = range(300, 400)
@@ -286,6 +287,10 @@ class IngestClient:
                 reason = str(status)
                 if status == 429:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        # Honoured, but a server asking for a day's pause must not stall a batch
+                        # for a day.
+                        retry_after = min(retry_after, max(MAX_RETRY_AFTER_S, self._backoff.ceiling(64)))
             delay = retry_after if retry_after is not None else self._backoff.delay(attempt)
             elapsed = self._clock() - started
             budget = self._retry.max_elapsed_s

@@ -41,8 +41,18 @@ def _scrub(value: Any) -> Any:
             k: (_MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v))
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v) for v in value)
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, tuple):
+        # Not type(value)(...): a namedtuple's constructor takes fields, and a log call must never raise.
+        return tuple(_scrub(v) for v in value)
+    if value is None or isinstance(value, bool | int | float) or not _secrets:
+        return value
+    # Anything else (an exception, a set, any object) is rendered through repr() by both renderers,
+    # which would carry a secret past the checks above.
+    rendered = repr(value)
+    if any(secret in rendered for secret in _secrets):
+        return _scrub(rendered)
     return value
 
 

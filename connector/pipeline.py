@@ -216,9 +216,13 @@ class Pipeline:
             if batch is not None:
                 self._queues[acc.key].push(batch)
         deadline = self._clock() + min(REBALANCE_DRAIN_S, self._shutdown_timeout_s)
-        self._drain(revoked, deadline)
-        self._commit(revoked)
-        self._forget(revoked)
+        try:
+            self._drain(revoked, deadline)
+            self._commit(revoked)
+        finally:
+            # Even when the drain stops the pipeline: the partitions leave with this callback,
+            # and a later commit for them would overwrite their next owner's progress.
+            self._forget(revoked)
 
     def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
         """Someone else owns them already: committing now could overwrite their progress."""
@@ -319,6 +323,8 @@ class Pipeline:
         return timeout
 
     def _dispatch(self) -> None:
+        if self.health.has("credentials"):
+            return  # stop sending: only the parked batches probe the API (_retry_credentials)
         for key, dq in self._queues.items():
             destination, endpoint = key
             for batch in dq.ready():
@@ -377,6 +383,8 @@ class Pipeline:
             self._unpause("credentials")
         rejected = {r.index: r for r in c.result.rejected}
         for index, item in enumerate(batch.items):
+            if not self._tracker.is_pending(item.record.tp, item.record.offset):
+                continue  # its partition was revoked or lost meanwhile: the new owner handles it
             rejection = rejected.get(index)
             if rejection is None:
                 self.stats["accepted"] += 1
@@ -417,16 +425,15 @@ class Pipeline:
         for tp, stall in list(self._stalls.items()):
             if stall.retry_at > now:
                 continue
-            del self._stalls[tp]
             pending = stall.records
             while pending:
                 record = pending.popleft()
                 if not self._process(record):
-                    # _process re-stalled it; the rest must stay behind it, in order.
-                    self._stalls[tp].records.extend(pending)
-                    self._stalls[tp].attempt = stall.attempt + 1
+                    # _process put it back at the head of this same stall, ahead of the rest and
+                    # with the next (longer) wait: the attempt count must survive the retry.
                     break
             else:
+                del self._stalls[tp]
                 self._unpause("registry", [tp])
         if not self._stalls:
             self.health.clear("registry")
@@ -680,6 +687,8 @@ class Pipeline:
             try:
                 self._settle_quietly()
                 self._commit(None)
+            except FatalKafkaError as exc:  # the client died: nothing more can be committed
+                self._fatal = self._fatal or f"Kafka client failed: {exc}"
             finally:
                 self._dlq.flush(5.0)
                 self._consumer.close()

@@ -19,6 +19,8 @@ from typing import Final, Protocol
 
 import httpx
 
+from connector.logs import register_secret
+
 __all__ = [
     "FileToken",
     "HmacAuth",
@@ -128,6 +130,8 @@ class FileToken:
         if not token.isascii() or not token.isprintable():
             # HmacAuth would refuse it with a bare ValueError on every request; this names the file.
             raise TokenFileError(self._path, "not printable ASCII")
+        # A rotated token must be scrubbed from logs like the one read at start-up.
+        register_secret(token)
         self._token, self._stamp = token, stamp
         return token
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from connector.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
 from connector.kafka import KafkaAdmin, admin_config
 from connector.kafka_port import KafkaPortError
+from connector.registry_stub import RegistryStub
+from connector.sandbox import SandboxOptions, SandboxServer
 from tests.support.brokers import UniqueNames
 
 _BROKER_READY_S = 30.0
@@ -45,3 +48,35 @@ def _wait_for_metadata(bootstrap_servers: str) -> None:
 @pytest.fixture
 def names(request: pytest.FixtureRequest) -> UniqueNames:
     return UniqueNames.for_test(request.node.name)
+
+
+# ----------------------------------------------------------------------------- end-to-end doubles
+# The registry stub and the sandbox run in this process; connectors under test reach them on loopback.
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[RegistryStub]:
+    with RegistryStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+    """`sandbox_factory(latency_ms=20, ...)`: a started sandbox (no rate limits unless asked for),
+    stopped after the test."""
+    started: list[SandboxServer] = []
+
+    def start(**options: Any) -> SandboxServer:
+        options = {"port": 0, "rate_limit_scale": 0.0, "seed": 7, **options}
+        server = SandboxServer(SandboxOptions(**options)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: Callable[..., SandboxServer]) -> SandboxServer:
+    return sandbox_factory()

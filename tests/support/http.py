@@ -4,6 +4,7 @@ valid records for every endpoint, and a `send` configuration writer."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import structlog
 
+from connector import logs
 from connector.endpoints import ENDPOINTS
 
 
@@ -183,3 +185,13 @@ def preserved_structlog() -> Iterator[None]:
         yield
     finally:
         structlog.configure(**saved)
+
+
+@contextlib.contextmanager
+def logs_in_memory() -> Iterator[io.StringIO]:
+    """Send the connector's logs to a fresh in-memory stream for the duration, whatever an earlier
+    test left structlog pointing at (a closed capture stream makes every log call raise)."""
+    with preserved_structlog():
+        stream = io.StringIO()
+        logs.configure("debug", True, stream)
+        yield stream

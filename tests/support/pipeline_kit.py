@@ -6,9 +6,12 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.avro import DecodeError
+from pydantic import SecretStr
+
+from connector.avro import DecodeError, RegistryUnavailable
 from connector.config import (
     BackpressureSettings,
     BatchingSettings,
@@ -19,12 +22,16 @@ from connector.config import (
 from connector.deadletter import DeadLetterWriter
 from connector.ingest import Rejection, UploadCancelled, UploadResult
 from connector.jsjson import dumps_bytes
-from connector.kafka_memory import FakeClock, InMemoryBroker
+from connector.kafka_memory import FakeClock, InMemoryBroker, InMemoryConsumer
+from connector.kafka_port import Record, TopicPartition
 from connector.mapping import TopicMapping
-from connector.pipeline import Pipeline, Route
+from connector.pipeline import Decoder, Pipeline, Route
 
 DEST = DestinationSettings(
-    base_url="http://api.invalid/apigw/ingest", account_id="acc", workspace_id="ws", auth_token="t0ken-value"
+    base_url="http://api.invalid/apigw/ingest",
+    account_id="acc",
+    workspace_id="ws",
+    auth_token=SecretStr("t0ken-value"),
 )
 
 
@@ -41,6 +48,33 @@ class JsonDecoder:
         if not isinstance(out, dict):
             raise DecodeError("not an object")
         return out
+
+
+class RegistryDownDecoder(JsonDecoder):
+    """A JsonDecoder whose schema registry is unreachable for its first `failures` lookups.
+
+    `needs_registry` picks the values whose schema is not cached (default: all of them); the
+    others decode even while the registry is down, as with a real decoder's schema cache."""
+
+    def __init__(
+        self,
+        failures: int,
+        clock: Callable[[], float] | None = None,
+        needs_registry: Callable[[bytes | None], bool] = lambda value: True,
+    ) -> None:
+        self.failures = failures
+        self.clock = clock
+        self.needs_registry = needs_registry
+        self.calls = 0
+        self.failed_at: list[float] = []  # clock time of each refused call
+
+    def decode(self, value: bytes | None) -> dict[str, Any]:
+        self.calls += 1
+        if self.failures > 0 and self.needs_registry(value):
+            self.failures -= 1
+            self.failed_at.append(self.clock() if self.clock else float(self.calls))
+            raise RegistryUnavailable("registry answered 503", status=503)
+        return super().decode(value)
 
 
 class InlineExecutor(Executor):
@@ -65,6 +99,11 @@ class InlineExecutor(Executor):
             self.held.remove(item)
             _run(item[0], item[1], item[2])
 
+    def held_ids(self, index: int) -> list[str]:
+        """The `event_id`s of the records in the held upload at `index`."""
+        _endpoint, parts = self.held[index][2]
+        return [json.loads(part)["event_id"] for part in parts]
+
 
 def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
@@ -79,14 +118,20 @@ class ScriptedUploader:
 
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reject_if: Callable[[dict[str, Any]], bool] = lambda record: False
-    fail_with: list[BaseException] = field(default_factory=list)  # raised once each, in order
+    # One entry per call, in order: raised, or None for a call that goes through.
+    fail_with: list[BaseException | None] = field(default_factory=list)
     cancelled: bool = False
     calls: int = 0
+    clock: Callable[[], float] | None = None
+    call_times: list[float] = field(default_factory=list)  # clock time of every call
 
     def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult:
         self.calls += 1
+        self.call_times.append(self.clock() if self.clock else float(self.calls))
         if self.fail_with:
-            raise self.fail_with.pop(0)
+            error = self.fail_with.pop(0)
+            if error is not None:
+                raise error
         if self.cancelled:
             raise UploadCancelled("cancelled")
         result = UploadResult(endpoint, requests=1)
@@ -126,6 +171,13 @@ DEPOSIT_MAPPING = MappingSettings(
 )
 
 
+EPOCH = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)  # wall time of FakeClock 0, for dead-letter stamps
+
+
+class ClockRanAway(AssertionError):
+    """The pipeline slept past the kit's clock limit: a drain that never ends, not a slow test."""
+
+
 @dataclass
 class Kit:
     broker: InMemoryBroker
@@ -133,6 +185,20 @@ class Kit:
     uploader: ScriptedUploader
     executor: InlineExecutor
     dlq_topic: str = "dlq"
+    consumers: dict[str, InMemoryConsumer] = field(default_factory=dict)  # member id → its consumer
+    # Run after every pipeline sleep (drain loops): lets a test finish uploads "while" it waits.
+    sleep_hooks: list[Callable[[], None]] = field(default_factory=list)
+    clock_limit: float = 10_000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+        if self.clock.now() > self.clock_limit:
+            raise ClockRanAway(f"fake clock passed {self.clock_limit}s")
+        for hook in list(self.sleep_hooks):
+            hook()
+
+    def utc_now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.clock.now())
 
     def pipeline(
         self,
@@ -141,27 +207,49 @@ class Kit:
         max_records: int = 3,
         max_wait_ms: int = 1000,
         max_in_flight: int = 10_000,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
         window: int = 1000,
         max_ratio: float = 0.5,
         shutdown_timeout_s: float = 5.0,
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
+        decoder: Decoder | None = None,
     ) -> Pipeline:
-        routes = {m.topic: Route(TopicMapping.from_settings(m, DEST), JsonDecoder()) for m in mappings}
+        routes = {
+            m.topic: Route(TopicMapping.from_settings(m, DEST), decoder or JsonDecoder()) for m in mappings
+        }
+        consumer = self.broker.consumer("g", member_id=member)
+        self.consumers[member] = consumer
         return Pipeline(
-            self.broker.consumer("g", member_id=member),
-            DeadLetterWriter(self.broker.producer(), self.dlq_topic),
+            consumer,
+            DeadLetterWriter(self.broker.producer(), self.dlq_topic, now=self.utc_now),
             {"optikpi": self.uploader},
             routes,
             batching=BatchingSettings(max_records=max_records, max_wait_ms=max_wait_ms),
             dead_letter=DeadLetterSettings(topic=self.dlq_topic, window=window, max_ratio=max_ratio),
-            backpressure=BackpressureSettings(max_in_flight_records=max_in_flight),
+            backpressure=BackpressureSettings(
+                max_in_flight_records=max_in_flight, max_in_flight_bytes=max_in_flight_bytes
+            ),
             executor=self.executor,
             shutdown_timeout_s=shutdown_timeout_s,
             clock=self.clock.now,
-            sleep=self.clock.sleep,
+            sleep=self.sleep,
             commit_interval_s=0.5,
             credentials_retry_s=(5.0, 60.0),
         )
+
+    def started(self, **kwargs: Any) -> Pipeline:
+        """A pipeline subscribed to its topics, for tests that drive it with `step()` (run() subscribes
+        by itself)."""
+        p = self.pipeline(**kwargs)
+        mappings: Sequence[MappingSettings] = kwargs.get("mappings", (DEPOSIT_MAPPING,))
+        self.consumers[kwargs.get("member", "m1")].subscribe(sorted({m.topic for m in mappings}), p)
+        return p
+
+    def paused(self, member: str = "m1") -> set[TopicPartition]:
+        return self.consumers[member].paused()
+
+    def dlq(self) -> list[Record]:
+        return self.broker.records(self.dlq_topic)
 
 
 def make_kit(partitions: int = 1) -> Kit:
@@ -169,4 +257,4 @@ def make_kit(partitions: int = 1) -> Kit:
     broker = InMemoryBroker(clock)
     broker.create_topic("deposits", partitions)
     broker.create_topic("dlq", 1)
-    return Kit(broker, clock, ScriptedUploader(), InlineExecutor())
+    return Kit(broker, clock, ScriptedUploader(clock=clock.now), InlineExecutor())

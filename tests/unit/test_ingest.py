@@ -3,9 +3,11 @@ rate limiting and cancellation, all on a fake clock with a seeded RNG."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -25,7 +27,7 @@ from connector.ingest import (
 )
 from connector.jsjson import dumps_bytes
 from connector.signing import derive_key, sign
-from tests.support.http import FakeClock, RecordingAPI, error, ok, scripted
+from tests.support.http import FakeClock, RecordingAPI, error, logs_in_memory, ok, scripted
 
 pytestmark = pytest.mark.unit
 
@@ -93,6 +95,12 @@ def ids(records: list[dict[str, Any]]) -> list[str]:
 @pytest.fixture
 def fake() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _logs() -> Iterator[io.StringIO]:
+    with logs_in_memory() as stream:
+        yield stream
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,3 +460,10 @@ def test_cancel_interrupts_a_real_wait(fake: FakeClock) -> None:
     assert not worker.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], UploadCancelled)
     client.close()
+
+
+def test_retry_after_is_honoured_up_to_ten_minutes(fake: FakeClock) -> None:
+    api = RecordingAPI(scripted(error(429, "come back tomorrow", {"Retry-After": "86400"})))
+    result = make_client(api, fake).upload("deposit", [deposit(1)])
+    assert result.accepted == 1
+    assert fake.sleeps == [600.0]

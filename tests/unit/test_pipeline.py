@@ -1,0 +1,735 @@
+"""The consumer loop against the in-memory broker: one or more tests per design invariant.
+
+Every test drives the pipeline deterministically (fake clock, inline executor that can hold
+uploads and release them in any order) and asserts on what the broker and the API saw.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import connector.pipeline as pipeline_module
+from connector import __version__
+from connector.ingest import CredentialsError
+from connector.kafka_port import Header, Record, TopicPartition
+from connector.mapping import MappingError
+from connector.pipeline import Pipeline
+from tests.support.pipeline_kit import (
+    DEPOSIT_MAPPING,
+    EPOCH,
+    Kit,
+    RegistryDownDecoder,
+    deposit,
+    make_kit,
+)
+
+pytestmark = pytest.mark.unit
+
+GROUP = "g"
+TP0 = TopicPartition("deposits", 0)
+TP1 = TopicPartition("deposits", 1)
+BOTH = {TP0, TP1}
+
+
+# ------------------------------------------------------------------------------------ helpers
+def produce(kit: Kit, values: Iterable[bytes], partition: int = 0, **kwargs: Any) -> list[Record]:
+    return [kit.broker.produce("deposits", v, partition=partition, **kwargs) for v in values]
+
+
+def deposits(ids: Iterable[int]) -> list[bytes]:
+    return [deposit(i) for i in ids]
+
+
+def received(kit: Kit) -> list[str]:
+    return [record["event_id"] for _endpoint, record in kit.uploader.received]
+
+
+def ids(numbers: Iterable[int]) -> list[str]:
+    return [f"d{i}" for i in numbers]
+
+
+def committed(kit: Kit, tp: TopicPartition = TP0) -> int | None:
+    return kit.broker.committed(GROUP, tp)
+
+
+def step_until(condition: Callable[[], bool], *pipelines: Pipeline, limit: int = 2000) -> None:
+    """Step the pipelines (round robin) until `condition` holds; fail if it never does."""
+    for _ in range(limit):
+        if condition():
+            return
+        for p in pipelines:
+            p.step()
+    raise AssertionError("condition not reached")
+
+
+def steps(count: int, *pipelines: Pipeline) -> None:
+    for _ in range(count):
+        for p in pipelines:
+            p.step()
+
+
+def added_headers(record: Record) -> dict[str, bytes | None]:
+    return {name: value for name, value in record.headers if name.startswith(("__connect.", "optikpi."))}
+
+
+def dlq_origin(record: Record) -> tuple[int, int]:
+    headers = added_headers(record)
+    partition, offset = headers["__connect.errors.partition"], headers["__connect.errors.offset"]
+    assert partition is not None and offset is not None
+    return int(partition), int(offset)
+
+
+def hold_only(kit: Kit, wanted: Callable[[list[str]], bool]) -> Callable[[], None]:
+    """A sleep hook that finishes the held uploads whose event ids satisfy `wanted`."""
+
+    def hook() -> None:
+        for index in reversed(range(len(kit.executor.held))):
+            if wanted(kit.executor.held_ids(index)):
+                kit.executor.release(index)
+
+    return hook
+
+
+# ================================================================ 1. no loss: commit only after success
+def test_held_uploads_block_the_commit_until_they_finish() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(7)))
+    kit.executor.hold = True
+    p = kit.started()
+
+    p.step()
+    assert kit.executor.held_ids(0) == ids(range(3))
+    kit.clock.advance(5.0)  # ten commit intervals
+    steps(5, p)
+    assert (committed(kit) or 0) == 0
+    assert all(offset == 0 for _g, _tp, offset, _m in kit.broker.commit_log)
+    assert p.in_flight_records == 7
+
+    kit.executor.release()  # first batch accepted: the second one goes out and is held
+    step_until(lambda: committed(kit) == 3, p)
+    assert kit.executor.held_ids(0) == ids(range(3, 6))
+    kit.clock.advance(5.0)
+    steps(5, p)
+    assert committed(kit) == 3
+
+    def release_and_check() -> bool:
+        kit.executor.release()
+        return committed(kit) == 7
+
+    step_until(release_and_check, p)
+    assert received(kit) == ids(range(7))
+    assert p.in_flight_records == 0
+
+
+def test_failed_upload_stops_with_exit_1_and_commits_nothing_of_that_batch() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(7)))
+    kit.uploader.fail_with = [None, RuntimeError("connection reset in a way we do not handle")]
+    p = kit.pipeline()
+
+    assert p.run() == 1
+    assert received(kit) == ids(range(3))
+    assert committed(kit) == 3
+    assert max(offset for _g, _tp, offset, _m in kit.broker.commit_log) == 3
+    assert kit.broker.members(GROUP) == []
+
+
+def test_crash_and_restart_lose_nothing_and_resend_at_most_the_uncommitted_window() -> None:
+    kit = make_kit(partitions=2)
+    poison = {5, 12, 19, 104, 111}
+    for partition, numbers in ((0, range(0, 25)), (1, range(100, 125))):
+        produce(kit, [b"poison" if i in poison else deposit(i) for i in numbers], partition)
+    first = kit.started()
+    step_until(lambda: bool(committed(kit, TP1)), first)  # both partitions partly committed
+    steps(1, first)  # one more batch accepted, not committed yet
+    kit.executor.hold = True
+    steps(1, first)  # and one held in flight
+    assert kit.executor.held
+
+    kit.consumers["m1"].kill()  # kill -9: nothing more from this pipeline
+    at_crash = {tp.partition: committed(kit, tp) or 0 for tp in BOTH}
+    window = sum(kit.broker.end_offset(tp) - at_crash[tp.partition] for tp in BOTH)
+    finished_before = [_origin(i) for i in received(kit)] + [dlq_origin(r) for r in kit.dlq()]
+    kit.executor.hold = False
+
+    second = kit.pipeline(member="m2")
+    assert second.run(until=lambda p: all(committed(kit, tp) == 25 for tp in BOTH)) == 0
+
+    good = {f"d{i}" for i in [*range(0, 25), *range(100, 125)] if i not in poison}
+    got = Counter(received(kit))
+    assert set(got) == good
+    dead = Counter(dlq_origin(r) for r in kit.dlq())
+    assert set(dead) == {_origin(f"d{i}") for i in poison}
+    duplicates = sum(n - 1 for n in got.values()) + sum(n - 1 for n in dead.values())
+    # Re-sent: exactly what was finished after the last commit, nothing older, and never more
+    # than the uncommitted window.
+    expected = sum(1 for partition, offset in finished_before if offset >= at_crash[partition])
+    assert 0 < duplicates == expected <= window
+    assert kit.broker.rejected_commits == []
+
+
+def _origin(event_id: str) -> tuple[int, int]:
+    number = int(event_id[1:])
+    return divmod(number, 100)
+
+
+# ================================================================ 2. out-of-order completion, partitions
+def test_a_later_batch_finishing_first_commits_only_its_own_partition() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)
+    produce(kit, deposits(range(100, 103)), partition=1)
+    kit.executor.hold = True
+    p = kit.started()
+    p.step()
+    assert [kit.executor.held_ids(i) for i in range(2)] == [ids(range(3)), ids(range(100, 103))]
+
+    kit.executor.release(1)  # the later batch (partition 1) finishes first
+    step_until(lambda: committed(kit, TP1) == 3, p)
+    kit.clock.advance(2.0)
+    steps(3, p)
+    assert (committed(kit, TP0) or 0) == 0
+    assert p.committed_positions()[TP0] == 0
+
+    kit.executor.release()
+    step_until(lambda: committed(kit, TP0) == 3, p)
+    assert committed(kit, TP1) == 3
+
+
+# ================================================================ 3. order within a partition
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_records_of_a_partition_reach_the_endpoint_in_offset_order(partitions: int) -> None:
+    kit = make_kit(partitions=partitions)
+    numbers = {0: list(range(12)), 1: list(range(100, 112))}
+    for partition in range(partitions):
+        produce(kit, deposits(numbers[partition]), partition)
+    kit.executor.hold = True
+    p = kit.started(max_records=4)
+    total = 12 * partitions
+    most_held = 0
+
+    def newest_first() -> bool:
+        nonlocal most_held
+        most_held = max(most_held, len(kit.executor.held))
+        if kit.executor.held:
+            kit.executor.release(len(kit.executor.held) - 1)
+        return len(kit.uploader.received) == total
+
+    step_until(newest_first, p)
+    got = received(kit)
+    for partition in range(partitions):
+        assert [i for i in got if i in set(ids(numbers[partition]))] == ids(numbers[partition])
+    assert most_held <= partitions  # never two batches of one partition in flight
+
+
+def test_a_batch_parked_on_credentials_is_not_overtaken_by_the_next_one() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(6)))
+    kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token")]
+    p = kit.started()
+    step_until(lambda: len(kit.uploader.received) == 6, p)
+    assert received(kit) == ids(range(6))
+
+
+# ================================================================ 4. poison never blocks
+MAP_MAPPING = DEPOSIT_MAPPING.model_copy(
+    update={"fields": {"user_id": "player_id.x", "event_id": "deposit_id", "event_time": "created_at"}}
+)
+ORIGINAL_HEADERS: tuple[Header, ...] = (("trace-id", b"\x01\x02\xff"), ("empty", None), ("trace-id", b"2"))
+POISON_KEY = b"\x00key\xff"
+
+
+def good(i: int) -> bytes:
+    return deposit(i, player_id={"x": f"p{i}"})
+
+
+POISON_CASES = {
+    "decode-garbage": (b"poison", "DECODE", "DecodeError", "not JSON"),
+    "decode-empty": (b"", "DECODE", "DecodeError", "empty value"),
+    "map": (deposit(1, player_id="p1"), "MAP", MappingError.__name__, "user_id"),
+    "validate": (deposit(1, player_id={"x": "p1"}, amount=0), "VALIDATE", "ValidationError", "amount"),
+    "upload": (deposit(1, player_id={"x": "p1"}, amount=999), "UPLOAD", "IngestRejected", "amount"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON_CASES))
+def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(case: str) -> None:
+    value, stage, error_class, message_names = POISON_CASES[case]
+    kit = make_kit()
+    kit.uploader.reject_if = lambda record: record.get("amount") == 999
+    produce(kit, [good(0)])
+    poison = kit.broker.produce("deposits", value, key=POISON_KEY, headers=ORIGINAL_HEADERS, partition=0)
+    produce(kit, [good(2), good(3)])
+    p = kit.pipeline(mappings=(MAP_MAPPING,))
+
+    assert p.run(until=lambda p: committed(kit) == 4) == 0
+
+    assert received(kit) == ["d0", "d2", "d3"]
+    assert p.in_flight_records == 0
+    [dead] = kit.dlq()
+    assert (dead.key, dead.value) == (POISON_KEY, value)
+    assert dead.headers[: len(ORIGINAL_HEADERS)] == ORIGINAL_HEADERS
+    headers = added_headers(dead)
+    failed_at = headers.pop("optikpi.failed_at")
+    message = headers.pop("__connect.errors.exception.message")
+    expected: dict[str, bytes | None] = {
+        "__connect.errors.topic": b"deposits",
+        "__connect.errors.partition": b"0",
+        "__connect.errors.offset": str(poison.offset).encode(),
+        "__connect.errors.stage": stage.encode(),
+        "__connect.errors.exception.class.name": error_class.encode(),
+        "optikpi.endpoint": b"deposit",
+        "optikpi.connector.version": __version__.encode(),
+    }
+    if stage == "UPLOAD":
+        expected["optikpi.http.status"] = b"400"
+        expected["optikpi.http.response"] = b'{"error":"Bad Request"}'
+    assert headers == expected
+    assert message is not None and message_names in message.decode()
+    assert failed_at is not None and re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", failed_at)
+    stamp = datetime.fromisoformat(failed_at.decode().replace("Z", "+00:00"))
+    assert EPOCH <= stamp <= EPOCH.replace(microsecond=0) + (kit.utc_now() - EPOCH)
+    assert p.dead_lettered_by_stage[stage] == 1
+    assert p.stats["dead_lettered"] == 1
+
+
+def test_failed_dead_letter_write_holds_the_commit_and_is_retried() -> None:
+    kit = make_kit()
+    produce(kit, [deposit(0), b"poison", deposit(2), deposit(3)])
+    kit.broker.fail_deliveries("dlq", 2)
+    p = kit.started()
+
+    step_until(lambda: "dead_letter" in p.health.reasons(), p)
+    step_until(lambda: committed(kit) == 1, p)  # the good records around it are done
+    assert received(kit) == ["d0", "d2", "d3"]
+    assert p.in_flight_records == 1
+    assert not p.health.ready
+
+    def never_past_an_unwritten_poison() -> bool:
+        assert (committed(kit) or 0) <= 1 or len(kit.dlq()) == 1
+        return committed(kit) == 4
+
+    step_until(never_past_an_unwritten_poison, p)  # fails again at 1 s, written at 3 s
+    assert kit.clock.now() >= 3.0
+    assert "dead_letter" not in p.health.reasons()
+    assert [dlq_origin(r) for r in kit.dlq()] == [(0, 1)]
+    assert p.in_flight_records == 0
+
+
+def test_dead_letter_is_done_only_when_the_broker_acknowledges_it() -> None:
+    kit = make_kit()
+    produce(kit, [deposit(0), b"poison", deposit(2), deposit(3)])
+    kit.broker.hold_deliveries(True)
+    p = kit.started()
+
+    step_until(lambda: received(kit) == ["d0", "d2", "d3"], p)
+    kit.clock.advance(3.0)
+    steps(5, p)
+    assert len(kit.dlq()) == 1  # written, but not acknowledged
+    assert committed(kit) == 1
+    assert p.in_flight_records == 1
+
+    kit.broker.hold_deliveries(False)
+    step_until(lambda: committed(kit) == 4, p)
+    assert p.in_flight_records == 0
+
+
+# ================================================================ 5. credentials are not data problems
+def test_refused_credentials_pause_everything_then_a_probe_resumes() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)
+    kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token")]
+    p = kit.started()
+
+    p.step()
+    assert kit.uploader.calls == 1
+    assert kit.paused() == BOTH
+    reasons = p.health.reasons()
+    assert "credentials" in reasons and "401" in reasons["credentials"]
+    assert not p.health.ready
+    step_until(lambda: kit.clock.now() >= 4.8, p)
+    assert kit.uploader.calls == 1  # nothing sent while we wait
+    assert kit.dlq() == []
+    assert (committed(kit, TP0) or 0) == 0
+
+    step_until(lambda: kit.uploader.calls == 2, p)  # the probe, after the 5 s retry delay
+    assert kit.clock.now() >= 5.0
+    step_until(lambda: committed(kit, TP0) == 3, p)
+    assert kit.paused() == set()
+    assert p.health.ready
+    assert received(kit) == ids(range(3))
+    assert kit.dlq() == []
+
+
+def test_while_credentials_are_refused_only_the_probe_is_sent() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)  # a full batch, sent at once and refused
+    produce(kit, deposits(range(100, 102)), partition=1)  # a partial batch, due after max_wait
+    kit.uploader.fail_with = [CredentialsError(403, "deposit", "forbidden")]
+    p = kit.started()
+
+    p.step()
+    assert kit.uploader.calls == 1
+    step_until(lambda: kit.clock.now() >= 4.8, p)  # partition 1's batch fell due at 1 s
+    assert kit.uploader.calls == 1  # ...but is not sent while the API refuses us
+    assert kit.dlq() == []
+    assert (committed(kit, TP0) or 0) == 0 and (committed(kit, TP1) or 0) == 0
+
+    step_until(lambda: committed(kit, TP0) == 3 and committed(kit, TP1) == 2, p)
+    assert kit.uploader.calls == 3  # the probe, then the batch that waited
+    assert kit.uploader.call_times[1] >= 5.0
+    assert received(kit) == ids([0, 1, 2, 100, 101])
+
+
+def test_repeated_credential_failures_back_off_up_to_the_cap() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(3)))
+    kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token") for _ in range(7)]
+    p = kit.started()
+
+    def tick() -> bool:
+        kit.clock.advance(1.0)
+        return kit.uploader.calls == 8
+
+    step_until(tick, p)
+    gaps = [b - a for a, b in zip(kit.uploader.call_times, kit.uploader.call_times[1:], strict=False)]
+    assert gaps == [pytest.approx(d, abs=1.3) for d in (5, 10, 20, 40, 60, 60, 60)]
+    assert kit.dlq() == []
+    step_until(lambda: committed(kit) == 3, p)
+    assert received(kit) == ids(range(3))
+
+
+# ================================================================ 6. bounded memory
+def test_in_flight_records_stay_bounded_by_pausing(monkeypatch: pytest.MonkeyPatch) -> None:
+    poll = 8
+    monkeypatch.setattr(pipeline_module, "POLL_RECORDS", poll)
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(50)), partition=0)
+    produce(kit, deposits(range(100, 150)), partition=1)
+    kit.executor.hold = True
+    p = kit.started(max_in_flight=10)
+    seen: list[int] = []
+
+    for _ in range(30):
+        p.step()
+        seen.append(p.in_flight_records)
+        if p.in_flight_records >= 10:
+            assert kit.paused() == BOTH
+    assert 10 <= max(seen) <= 10 + poll
+    assert p.stats["consumed"] < 100
+    assert "backpressure" not in p.health.reasons()  # slow is not unready
+
+    resumed = False
+
+    def drain_step() -> bool:
+        nonlocal resumed
+        kit.executor.release()
+        seen.append(p.in_flight_records)
+        resumed = resumed or (kit.paused() == set() and p.stats["consumed"] < 100)
+        return committed(kit, TP0) == 50 and committed(kit, TP1) == 50
+
+    step_until(drain_step, p)
+    assert max(seen) <= 10 + poll
+    assert resumed
+    assert sorted(received(kit)) == sorted(ids([*range(50), *range(100, 150)]))
+
+
+def test_in_flight_bytes_stay_bounded_by_pausing(monkeypatch: pytest.MonkeyPatch) -> None:
+    poll = 4
+    monkeypatch.setattr(pipeline_module, "POLL_RECORDS", poll)
+    kit = make_kit()
+    values = [deposit(i, note="x" * 400) for i in range(20)]
+    produce(kit, values)
+    kit.executor.hold = True
+    p = kit.started(max_in_flight_bytes=1024)
+    biggest = max(len(v) for v in values) + 64
+
+    steps(10, p)
+    assert p.in_flight_bytes >= 1024
+    assert p.in_flight_bytes <= 1024 + poll * biggest
+    assert kit.paused() == {TP0}
+
+    def release() -> bool:
+        kit.executor.release()
+        assert p.in_flight_bytes <= 1024 + poll * biggest
+        return committed(kit) == 20
+
+    step_until(release, p)
+    assert kit.paused() == set()
+
+
+# ================================================================ 7. rebalance
+def _two_members_with_held_batches(kit: Kit) -> tuple[Pipeline, Pipeline]:
+    produce(kit, deposits(range(3)), partition=0)
+    produce(kit, deposits(range(100, 103)), partition=1)
+    kit.executor.hold = True
+    m1 = kit.started()
+    m1.step()
+    assert [kit.executor.held_ids(i) for i in range(2)] == [ids(range(3)), ids(range(100, 103))]
+    m2 = kit.started(member="m2")  # joins mid-batch: partition 1 is meant for it now
+    m2.step()
+    assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m1"}  # not before m1 lets it go
+    return m1, m2
+
+
+def _finish(kit: Kit, *pipelines: Pipeline, expect: dict[TopicPartition, int]) -> None:
+    kit.executor.hold = False
+
+    def done() -> bool:
+        kit.executor.release()
+        return all(committed(kit, tp) == n for tp, n in expect.items()) and all(
+            p.in_flight_records == 0 for p in pipelines
+        )
+
+    step_until(done, *pipelines)
+    for p in pipelines:
+        assert p.shutdown() == 0
+
+
+def test_revoke_finishes_the_revoked_work_commits_it_and_hands_over_exactly_once() -> None:
+    kit = make_kit(partitions=2)
+    m1, m2 = _two_members_with_held_batches(kit)
+    kit.sleep_hooks.append(hold_only(kit, lambda batch: batch == ids(range(100, 103))))
+
+    m1.step()  # on_revoke: waits for partition 1's batch, commits it, lets go
+    assert kit.broker.owners(GROUP) == {TP0: "m1"}
+    assert ("g", TP1, 3, "m1") in kit.broker.commit_log
+    assert kit.executor.held_ids(0) == ids(range(3))  # partition 0's batch was not waited for
+    kit.sleep_hooks.clear()
+
+    m2.step()
+    assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m2"}
+    produce(kit, deposits(range(103, 106)), partition=1)
+    _finish(kit, m1, m2, expect={TP0: 3, TP1: 6})
+
+    got = Counter(received(kit))
+    assert set(got) == set(ids([*range(3), *range(100, 106)]))
+    assert set(got.values()) == {1}  # exactly once
+    assert kit.broker.rejected_commits == []
+    assert {m for _g, tp, _o, m in kit.broker.commit_log if tp == TP1 and _o > 3} == {"m2"}
+
+
+def test_revoke_abandons_unfinished_work_and_ignores_its_late_completion() -> None:
+    kit = make_kit(partitions=2)
+    kit.uploader.reject_if = lambda record: record["event_id"] == "d101"
+    m1, m2 = _two_members_with_held_batches(kit)
+
+    m1.step()  # on_revoke: partition 1's upload never finishes within the drain deadline
+    assert kit.broker.owners(GROUP) == {TP0: "m1"}
+    assert [o for _g, tp, o, m in kit.broker.commit_log if tp == TP1 and m == "m1"] in ([], [0])
+    assert m1.in_flight_records == 3  # partition 1's records were forgotten, partition 0's remain
+    late = 1  # index of partition 1's abandoned batch among the held uploads
+
+    kit.executor.hold = False
+    step_until(lambda: committed(kit, TP1) == 3, m2)  # the new owner re-reads and finishes it
+    assert [dlq_origin(r) for r in kit.dlq()] == [(1, 1)]
+    commits_before = list(kit.broker.commit_log)
+
+    kit.executor.release(late)  # the old owner's upload finally answers
+    steps(5, m1)
+    assert [e for e in kit.broker.commit_log if e not in commits_before and e[1] == TP1] == []
+    assert [dlq_origin(r) for r in kit.dlq()] == [(1, 1)]  # no second copy from the old owner
+
+    _finish(kit, m1, m2, expect={TP0: 3, TP1: 3})
+    assert kit.broker.rejected_commits == []
+    got = Counter(received(kit))
+    assert set(got) == set(ids([0, 1, 2, 100, 102]))
+    assert sum(n - 1 for n in got.values()) <= 3  # at most the abandoned window, twice
+
+
+def test_lost_partitions_are_forgotten_without_a_commit() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(6)), partition=0)
+    produce(kit, deposits(range(100, 106)), partition=1)
+    m1 = kit.started()
+    m2 = kit.started(member="m2")
+    kit.executor.hold = True
+    m1.step()  # m1 takes partition 0
+    m2.step()  # m2 takes partition 1
+    assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m2"}
+    kit.executor.release()
+    m1.step()  # m1: first batch accepted (not committed yet), second one held
+    assert m1.committed_positions()[TP0] == 3
+    window = kit.broker.end_offset(TP0) - (committed(kit, TP0) or 0)
+
+    kit.broker.evict(GROUP, "m1")  # session expired: partition 0 belongs to someone else now
+    kit.executor.hold = False
+    m2.step()
+    assert TP0 in kit.consumers["m2"].assignment()
+    m1.step()  # hears on_lost
+    assert kit.broker.rejected_commits == []
+    assert not any(m == "m1" for _g, tp, _o, m in kit.broker.commit_log if tp == TP0)
+
+    _finish(kit, m1, m2, expect={TP0: 6, TP1: 6})
+    assert kit.broker.rejected_commits == []
+    got = Counter(received(kit))
+    assert set(got) == set(ids([*range(6), *range(100, 106)]))
+    assert sum(n - 1 for n in got.values()) <= window
+
+
+def test_an_upload_failing_during_a_revoke_never_commits_the_revoked_partition() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(2)), partition=0)
+    produce(kit, deposits(range(100, 102)), partition=1)
+    kit.uploader.fail_with = [RuntimeError("unexpected")]
+    joined: list[Pipeline] = []
+
+    def join_once(p: Pipeline) -> bool:
+        if not joined:
+            joined.append(kit.started(member="m2"))
+        return False
+
+    code = kit.pipeline(max_records=10).run(until=join_once)  # nothing sealed before the revoke
+
+    assert code == 1
+    assert kit.broker.rejected_commits == []
+
+
+# ================================================================ 8. graceful stop
+def test_stop_drains_in_flight_uploads_commits_and_leaves_the_group() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(7)))
+    kit.executor.hold = True
+    # The API answers 1.5 s after the stop: well inside the 5 s drain deadline.
+    kit.sleep_hooks.append(lambda: kit.executor.release() if kit.clock.now() >= 1.5 else None)
+    p = kit.pipeline(shutdown_timeout_s=5.0)
+
+    def stop_once_in_flight(p: Pipeline) -> bool:
+        if kit.executor.held:
+            p.request_stop()
+        return False
+
+    assert p.run(until=stop_once_in_flight) == 0
+    assert p.stopping
+    assert received(kit) == ids(range(7))
+    assert committed(kit) == 7
+    assert kit.broker.members(GROUP) == []
+    assert "stopping" in p.health.reasons()
+    assert kit.clock.now() < 5.0
+
+
+def test_stop_deadline_leaves_unfinished_records_uncommitted() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(7)))
+    p = kit.pipeline(shutdown_timeout_s=5.0)
+
+    def stop_after_first_batch(p: Pipeline) -> bool:
+        if p.stats["accepted"] == 3:
+            kit.executor.hold = True  # the next upload never answers
+            p.request_stop()
+        return False
+
+    with capture_logs() as logs:
+        assert p.run(until=stop_after_first_batch) == 0
+
+    assert committed(kit) == 3
+    assert received(kit) == ids(range(3))
+    assert kit.executor.held and kit.uploader.cancelled
+    assert kit.broker.members(GROUP) == []
+    assert kit.clock.now() >= 5.0
+    [late] = [e for e in logs if e["event"].startswith("drain deadline passed")]
+    assert late["in_flight"] == 4
+    [stopped] = [e for e in logs if e["event"] == "connector stopped"]
+    assert stopped["uncommitted"] == 4
+
+
+def test_a_dead_consumer_ends_the_run_with_exit_1() -> None:
+    kit = make_kit()
+    produce(kit, deposits(range(7)))
+    p = kit.pipeline()
+    code = p.run(until=lambda p: kit.consumers["m1"].kill() is not None)
+    assert code == 1
+
+
+# ================================================================ dead-letter circuit breaker
+def _breaker_run(poison_count: int) -> tuple[Kit, Pipeline]:
+    kit = make_kit(partitions=2)
+    poison_at = set(range(poison_count))
+    produce(kit, [b"poison" if i in poison_at else deposit(i) for i in range(20)], partition=0)
+    p = kit.started(window=20, max_ratio=0.5)
+    step_until(lambda: p.stats["consumed"] == 20 and committed(kit, TP0) == 20, p)
+    return kit, p
+
+
+def test_breaker_trips_when_most_records_are_dead_lettered() -> None:
+    kit, p = _breaker_run(15)
+    assert p.breaker_tripped
+    assert "breaker" in p.health.reasons()
+    assert kit.paused() == BOTH
+    assert len(kit.dlq()) == 15  # what was already fetched is still finished and committed
+
+    produce(kit, deposits(range(100, 105)), partition=1)
+    produce(kit, deposits(range(20, 25)), partition=0)
+    kit.clock.advance(10.0)
+    steps(10, p)
+    assert p.stats["consumed"] == 20  # consumption stopped
+
+
+def test_breaker_holds_at_exactly_the_ratio() -> None:
+    kit, p = _breaker_run(10)
+    assert not p.breaker_tripped
+    assert kit.paused() == set()
+    assert p.health.ready
+
+
+def test_partitions_assigned_while_paused_are_paused_too() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, [b"poison"] * 3, partition=0)
+    m1 = kit.started(window=4, max_ratio=0.5)
+    m2 = kit.started(member="m2")
+    steps(3, m1, m2)
+    assert m1.breaker_tripped
+    assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m2"}
+
+    assert m2.shutdown() == 0  # m1 inherits partition 1 while its breaker is open
+    m1.step()
+    assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m1"}
+    produce(kit, deposits(range(100, 103)), partition=1)
+    steps(5, m1)
+    assert kit.paused() == BOTH
+    assert m1.stats["consumed"] == 3
+
+
+# ================================================================ schema registry unavailable
+NEW_SCHEMA = b'"schema":"v2"'
+
+
+def _registry_outage(failures: int) -> tuple[Kit, Pipeline, RegistryDownDecoder]:
+    kit = make_kit(partitions=2)
+    decoder = RegistryDownDecoder(failures, kit.clock.now, needs_registry=lambda v: NEW_SCHEMA in (v or b""))
+    produce(kit, [deposit(i, schema="v2") for i in range(5)], partition=0)
+    produce(kit, deposits(range(100, 105)), partition=1)
+    p = kit.started(decoder=decoder)
+    return kit, p, decoder
+
+
+def test_registry_outage_stalls_only_its_partition_in_order_without_dead_letters() -> None:
+    kit, p, decoder = _registry_outage(failures=3)
+
+    p.step()
+    assert kit.paused() == {TP0}
+    assert "registry" in p.health.reasons()
+    step_until(lambda: committed(kit, TP1) == 5, p)  # the other partition keeps flowing
+    assert received(kit) == ids(range(100, 105))
+    assert (committed(kit, TP0) or 0) == 0
+    assert kit.dlq() == []
+
+    step_until(lambda: committed(kit, TP0) == 5, p)
+    assert decoder.failures == 0
+    assert received(kit)[5:] == ids(range(5))  # in offset order behind the stalled record
+    assert kit.paused() == set()
+    assert "registry" not in p.health.reasons()
+    assert kit.dlq() == []
+
+
+def test_registry_retries_back_off() -> None:
+    kit, p, decoder = _registry_outage(failures=4)
+    step_until(lambda: committed(kit, TP0) == 5, p)
+    gaps = [b - a for a, b in zip(decoder.failed_at, decoder.failed_at[1:], strict=False)]
+    assert gaps == [pytest.approx(d, abs=0.25) for d in (1, 2, 4)]
