@@ -28,7 +28,7 @@ from connector.config import ConfigError, MappingSettings, Settings
 from connector.deadletter import DeadLetterWriter
 from connector.health import Health
 from connector.ingest import IngestClient
-from connector.kafka_port import ConsumerPort, ProducerPort
+from connector.kafka_port import ConsumerPort, KafkaPortError, ProducerPort
 from connector.logs import get_logger
 from connector.mapping import TopicMapping
 from connector.metrics import Metrics
@@ -160,15 +160,18 @@ def build_connector(
         if registry is not None:
             closers.append(registry.close)
     routes = build_routes(settings, registry)
-    if consumer is None:
-        from connector.kafka import KafkaConsumer
+    try:
+        if consumer is None:
+            from connector.kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(kafka_consumer_config(settings))
-    if producer is None:
-        from connector.kafka import KafkaProducer
+            consumer = KafkaConsumer(kafka_consumer_config(settings))
+        if producer is None:
+            from connector.kafka import KafkaProducer
 
-        producer = KafkaProducer(kafka_producer_config(settings))
-        closers.append(producer.close)
+            producer = KafkaProducer(kafka_producer_config(settings))
+            closers.append(producer.close)
+    except KafkaPortError as exc:  # librdkafka refused a property: the user's configuration
+        raise ConfigError([f"{settings.source}: kafka.properties: {exc}"]) from None
     if uploaders is None:
         used = {m.destination for m in settings.mappings}
         clients = {

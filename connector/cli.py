@@ -141,6 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # Bad input never ends in a traceback; a bug shows one only when asked for (--log-level debug).
+        if level == "debug":
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:

@@ -136,8 +136,7 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
         settled = pipeline.stats["accepted"] + pipeline.stats["dead_lettered"]
         if settled < total:
             print(
-                f"demo: FAILED: only {settled} of {total} "
-                f"events were settled within {timeout_s:.0f}s",
+                f"demo: FAILED: only {settled} of {total} events were settled within {timeout_s:.0f}s",
                 flush=True,
             )
             return 1

@@ -42,6 +42,7 @@ log = get_logger(__name__)
 
 POLL_RECORDS = 500
 POLL_TIMEOUT_S = 0.2
+UPLOAD_POLL_S = 0.01  # the longest consume() may block while uploads are in flight
 COMMIT_INTERVAL_S = 1.0
 CREDENTIALS_RETRY_S = (5.0, 60.0)  # first and longest wait between probes while the API refuses us
 REGISTRY_RETRY_S = (1.0, 30.0)
@@ -303,8 +304,9 @@ class Pipeline:
         self._retry_stalls(now)
         self._retry_credentials(now)
         self._retry_dead_letters(now)
-        self._dispatch()
+        # Settle first: a finished upload frees its partitions for the next batch in this same turn.
         self._settle()
+        self._dispatch()
         self._dlq.poll()
         self._apply_backpressure()
         if now - self._last_commit >= self._commit_interval_s:
@@ -318,6 +320,10 @@ class Pipeline:
             due = acc.due_at()
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
+        if self._in_flight:
+            # consume() cannot be woken when an upload finishes; a long sleep here would leave the
+            # next batch of those partitions waiting for it.
+            timeout = min(timeout, UPLOAD_POLL_S)
         if not self._completions.empty():
             timeout = 0.0
         return timeout
@@ -653,8 +659,8 @@ class Pipeline:
         now = self._clock()
         self._retry_credentials(now)
         self._retry_dead_letters(now)
-        self._dispatch()
         self._settle()
+        self._dispatch()
         self._dlq.poll()
 
     def shutdown(self) -> int:
