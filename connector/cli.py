@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connector import __version__
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--seed", type=int, default=None, help="seed for fault injection")
 
+    _add_dlq_parser(sub)
+
     produce = sub.add_parser("produce-sample", help="write realistic Avro sample events to the mapped topics")
     produce.add_argument("--config", required=True, type=Path, metavar="FILE")
     produce.add_argument("--count", required=True, type=_non_negative(int), help="events per topic")
@@ -125,11 +129,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _time_bound(text: str) -> datetime:
+    from connector.dlq import parse_time_bound
+
+    try:
+        return parse_time_bound(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = _non_negative(kind)(text)
+        if value == 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+
+    return parse
+
+
+def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from connector.deadletter import Stage
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", required=True, type=Path, metavar="FILE")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=10.0,
+        metavar="S",
+        help="how long to wait for Kafka, and for a silent partition, before giving up (default 10)",
+    )
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
+        "--stage", action="append", type=str.upper, choices=[s.value for s in Stage], help="repeatable"
+    )
+    filters.add_argument("--endpoint", action="append", choices=ENDPOINT_KEYS, metavar="ENDPOINT")
+    filters.add_argument("--topic", action="append", metavar="TOPIC", help="original topic; repeatable")
+    filters.add_argument(
+        "--since",
+        type=_time_bound,
+        metavar="WHEN",
+        help="failed at or after: 2h, 30m, 7d or an ISO 8601 time",
+    )
+    filters.add_argument("--until", type=_time_bound, metavar="WHEN", help="failed at or before")
+    filters.add_argument("--limit", type=_positive(int), metavar="N", help="at most N records, in DLQ order")
+
+    dlq = sub.add_parser("dlq", help="inspect and replay the dead-letter topic")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common, filters], help="one row per dead-lettered record")
+    show = actions.add_parser("show", parents=[common], help="headers and decoded value of one record")
+    show.add_argument(
+        "position", metavar="PARTITION:OFFSET", help="or just OFFSET when the topic has one partition"
+    )
+    actions.add_parser("stats", parents=[common, filters], help="counts by stage, reason, endpoint and topic")
+    replay = actions.add_parser(
+        "replay", parents=[common, filters], help="re-publish records to their original topic"
+    )
+    replay.add_argument("--to", metavar="TOPIC", help="publish here instead of the original topic")
+    replay.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
+    replay.add_argument(
+        "--rate", type=_positive(float), default=100.0, metavar="N", help="records per second (default 100)"
+    )
+    replay.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from connector import logs
 
-    level = args.log_level or "info"
+    # The demo prints its own summary; per-record dead-letter warnings would bury it.
+    level = args.log_level or ("error" if args.command == "demo" else "info")
     json_logs = None if args.log_format == "auto" else args.log_format == "json"
     logs.configure(level, json_logs)
     try:
@@ -195,6 +266,8 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
 
     if args.command == "send":
         return _send(args, settings)
+    if args.command == "dlq":
+        return _dlq(args, settings)
     if args.command == "run":
         from connector.app import run_connector
 
@@ -208,6 +281,35 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
 
         return run_produce_sample(settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from connector.dlq import DlqRequest, Filters, run_dlq
+
+    action: str = args.dlq_command
+    request = DlqRequest(
+        action=action,
+        as_json=args.json,
+        timeout_s=args.timeout,
+        position=getattr(args, "position", None),
+        to=getattr(args, "to", None),
+        dry_run=getattr(args, "dry_run", False),
+        rate=getattr(args, "rate", 100.0),
+        yes=getattr(args, "yes", False),
+    )
+    if action != "show":
+        request = replace(
+            request,
+            filters=Filters(
+                stages=frozenset(args.stage or ()),
+                endpoints=frozenset(args.endpoint or ()),
+                topics=frozenset(args.topic or ()),
+                since=args.since,
+                until=args.until,
+                limit=args.limit,
+            ),
+        )
+    return run_dlq(settings, request)
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,6 +110,32 @@ def admin_config(
     return config
 
 
+# confluent-kafka refuses a consumer without a group.id, even one that only ever assign()s; a reader
+# uses this one, never joins it and never commits to it.
+READER_GROUP_ID = "optikpi-connector-reader"
+
+
+def reader_config(
+    bootstrap_servers: str, properties: Mapping[str, object], client_id: str = DEFAULT_CLIENT_ID
+) -> dict[str, object]:
+    """Settings for a `PartitionReader`: the user's `properties` (security...), but never a group's."""
+    config: dict[str, object] = {
+        "bootstrap.servers": bootstrap_servers,
+        "client.id": client_id,
+        "auto.offset.reset": "earliest",
+    }
+    config.update({key: value for key, value in properties.items() if not key.startswith("group.")})
+    config.update(
+        {
+            "group.id": READER_GROUP_ID,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+        }
+    )
+    return config
+
+
 def kafka_version() -> str:
     # The package's version() returns a plain string in recent releases, a (str, int) tuple in older ones.
     client: object = ck.version()
@@ -447,6 +473,110 @@ class KafkaProducer:
         self._producer.close()
 
 
+class _DebugLogs:
+    """Takes librdkafka's log lines at debug level: a reader's caller reports failures itself, in one line."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def log(self, _level: int, message: str, *args: object) -> None:
+        self._logger.debug(message % args if args else message)
+
+
+class PartitionReader:
+    """Reads chosen partitions from chosen offsets outside any consumer group (inspection tools).
+
+    Nothing is ever committed and no group is joined: partitions are assign()ed, never subscribed.
+    A partition's end is known from librdkafka's partition-EOF events and from the watermarks
+    cached from fetch responses, never from ListOffsets (which some brokers, Tansu, answer wrongly).
+    """
+
+    def __init__(self, config: Mapping[str, object], logger: Any = None) -> None:
+        self._logger = logger if logger is not None else get_logger(__name__)
+        self.last_error: str | None = None
+        settings: dict[str, Any] = dict(config)
+        settings.setdefault("error_cb", self._on_error)
+        settings.setdefault("logger", _DebugLogs(self._logger))
+        self._logger.debug("kafka reader config", config=redact_config(settings), version=kafka_version())
+        try:
+            self._consumer = ck.Consumer(settings)
+        except (ck.KafkaException, ValueError) as exc:
+            raise KafkaPortError(f"cannot create the kafka reader: {exc}") from exc
+        self._closed = False
+
+    def _on_error(self, error: ck.KafkaError) -> None:
+        # Kept for the caller's one-line message ("connection refused" says more than "timed out").
+        self.last_error = _describe(error)
+        self._logger.debug("kafka reader error", error=self.last_error)
+
+    def topics(self, timeout_s: float) -> dict[str, int]:
+        """Topic name → partition count; KafkaPortError when no broker answers within `timeout_s`."""
+        try:
+            metadata = self._consumer.list_topics(timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "cannot read the cluster metadata") from exc
+        return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+
+    def assign(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        """Read these partitions from these offsets (None: from the beginning), replacing any assignment."""
+        request = [
+            ck.TopicPartition(tp.topic, tp.partition, ck.OFFSET_BEGINNING if offset is None else offset)
+            for tp, offset in positions.items()
+        ]
+        try:
+            self._consumer.assign(request)
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "assign failed") from exc
+
+    def read(self, max_records: int, timeout_s: float) -> tuple[list[Record], dict[TopicPartition, int]]:
+        """Records, and the partitions that reached their end in this call (with the end offset)."""
+        try:
+            messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "read failed") from exc
+        records: list[Record] = []
+        ends: dict[TopicPartition, int] = {}
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(_to_record(message))
+            elif error.code() == ck.KafkaError._PARTITION_EOF:
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    ends[TopicPartition(topic, partition)] = offset
+            elif error.fatal() or error.code() == ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaPortError(f"read failed: {_describe(error)}")
+            else:
+                self.last_error = _describe(error)
+                self._logger.debug("kafka read error", error=self.last_error, topic=message.topic())
+        return records, ends
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        """End offsets of the assigned partitions as last seen in fetched data (absent: none fetched yet)."""
+        marks: dict[TopicPartition, int] = {}
+        try:
+            assigned = self._consumer.assignment()
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "cannot read the assignment") from exc
+        for tp in assigned:
+            try:
+                watermarks = self._consumer.get_watermark_offsets(tp, cached=True)
+            except ck.KafkaException:
+                continue
+            if watermarks is not None and watermarks[1] >= 0:
+                marks[TopicPartition(tp.topic, tp.partition)] = watermarks[1]
+        return marks
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()  # no group joined, auto-commit off: nothing is committed here
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "close failed") from exc
+
+
 class KafkaAdmin:
     """`AdminPort` on confluent-kafka's `AdminClient`."""
 
@@ -488,6 +618,16 @@ class KafkaAdmin:
         except ck.KafkaException as exc:
             raise _port_error(exc, "cannot list topics") from exc
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+
+    def list_groups(self, timeout_s: float) -> set[str]:
+        """Names of the consumer groups the cluster knows (any group that joined or committed)."""
+        try:
+            result = self._admin.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "cannot list consumer groups") from exc
+        except FutureTimeoutError:
+            raise KafkaPortError(f"cannot list consumer groups: no answer within {timeout_s} s") from None
+        return {group.group_id for group in result.valid}
 
 
 if TYPE_CHECKING:  # mypy proves the adapters implement the ports

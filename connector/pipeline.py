@@ -304,9 +304,8 @@ class Pipeline:
         self._retry_stalls(now)
         self._retry_credentials(now)
         self._retry_dead_letters(now)
-        # Settle first: a finished upload frees its partitions for the next batch in this same turn.
-        self._settle()
         self._dispatch()
+        self._settle()
         self._dlq.poll()
         self._apply_backpressure()
         if now - self._last_commit >= self._commit_interval_s:
@@ -320,9 +319,11 @@ class Pipeline:
             due = acc.due_at()
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
-        if self._in_flight:
-            # consume() cannot be woken when an upload finishes; a long sleep here would leave the
-            # next batch of those partitions waiting for it.
+        sending = len(self._in_flight) > len(self._credential_retries)  # parked batches wait anyway
+        waiting = any(self._queues.values()) and not self.health.has("credentials")
+        if sending or waiting:
+            # consume() cannot be woken when an upload finishes: blocking for long here would hold
+            # the next batch of the same partitions back, and cap throughput at a batch per turn.
             timeout = min(timeout, UPLOAD_POLL_S)
         if not self._completions.empty():
             timeout = 0.0
@@ -659,8 +660,8 @@ class Pipeline:
         now = self._clock()
         self._retry_credentials(now)
         self._retry_dead_letters(now)
-        self._settle()
         self._dispatch()
+        self._settle()
         self._dlq.poll()
 
     def shutdown(self) -> int:

@@ -213,6 +213,7 @@ class Kit:
         shutdown_timeout_s: float = 5.0,
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
         decoder: Decoder | None = None,
+        commit_interval_s: float = 0.5,
     ) -> Pipeline:
         routes = {
             m.topic: Route(TopicMapping.from_settings(m, DEST), decoder or JsonDecoder()) for m in mappings
@@ -233,7 +234,7 @@ class Kit:
             shutdown_timeout_s=shutdown_timeout_s,
             clock=self.clock.now,
             sleep=self.sleep,
-            commit_interval_s=0.5,
+            commit_interval_s=commit_interval_s,
             credentials_retry_s=(5.0, 60.0),
         )
 

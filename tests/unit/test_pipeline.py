@@ -146,12 +146,20 @@ def test_crash_and_restart_lose_nothing_and_resend_at_most_the_uncommitted_windo
     poison = {5, 12, 19, 104, 111}
     for partition, numbers in ((0, range(0, 25)), (1, range(100, 125))):
         produce(kit, [b"poison" if i in poison else deposit(i) for i in numbers], partition)
-    first = kit.started()
-    step_until(lambda: bool(committed(kit, TP1)), first)  # both partitions partly committed
-    steps(1, first)  # one more batch accepted, not committed yet
     kit.executor.hold = True
-    steps(1, first)  # and one held in flight
-    assert kit.executor.held
+    first = kit.started(commit_interval_s=5.0)
+
+    def one_batch_at_a_time() -> bool:
+        kit.executor.release()
+        kit.clock.advance(5.0)  # a commit on every turn
+        return bool(committed(kit, TP0)) and bool(committed(kit, TP1))
+
+    step_until(one_batch_at_a_time, first)  # both partitions partly committed
+    # From here on the clock barely moves: finished work stays uncommitted...
+    accepted = len(kit.uploader.received)
+    kit.executor.release()
+    step_until(lambda: len(kit.uploader.received) > accepted and bool(kit.executor.held), first)
+    assert sum(1 for p, _o in map(_origin, received(kit)) if p == 1) < 20  # ...and work is left
 
     kit.consumers["m1"].kill()  # kill -9: nothing more from this pipeline
     at_crash = {tp.partition: committed(kit, tp) or 0 for tp in BOTH}
@@ -229,12 +237,21 @@ def test_records_of_a_partition_reach_the_endpoint_in_offset_order(partitions: i
 
 
 def test_a_batch_parked_on_credentials_is_not_overtaken_by_the_next_one() -> None:
-    kit = make_kit()
-    produce(kit, deposits(range(6)))
-    kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token")]
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)
+    produce(kit, deposits(range(100, 106)), partition=1)  # two batches
+    refused = CredentialsError(401, "deposit", "bad token")
+    kit.uploader.fail_with = [refused, refused]  # both first batches: probes at 5 s and 10 s
     p = kit.started()
-    step_until(lambda: len(kit.uploader.received) == 6, p)
-    assert received(kit) == ids(range(6))
+
+    p.step()
+    assert kit.uploader.calls == 2
+    step_until(lambda: committed(kit, TP0) == 3, p)  # the first probe restores sending...
+    assert kit.clock.now() < 10.0
+    assert received(kit) == ids(range(3))  # ...but partition 1's second batch waits for its first
+
+    step_until(lambda: committed(kit, TP1) == 6, p)
+    assert received(kit) == ids([0, 1, 2, *range(100, 106)])
 
 
 # ================================================================ 4. poison never blocks
@@ -294,7 +311,7 @@ def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(
     assert message is not None and message_names in message.decode()
     assert failed_at is not None and re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", failed_at)
     stamp = datetime.fromisoformat(failed_at.decode().replace("Z", "+00:00"))
-    assert EPOCH <= stamp <= EPOCH.replace(microsecond=0) + (kit.utc_now() - EPOCH)
+    assert EPOCH <= stamp <= kit.utc_now()  # the fake clock's wall time, in UTC
     assert p.dead_lettered_by_stage[stage] == 1
     assert p.stats["dead_lettered"] == 1
 
@@ -347,7 +364,7 @@ def test_refused_credentials_pause_everything_then_a_probe_resumes() -> None:
     kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token")]
     p = kit.started()
 
-    p.step()
+    step_until(lambda: "credentials" in p.health.reasons(), p)
     assert kit.uploader.calls == 1
     assert kit.paused() == BOTH
     reasons = p.health.reasons()
@@ -617,11 +634,15 @@ def test_stop_drains_in_flight_uploads_commits_and_leaves_the_group() -> None:
 def test_stop_deadline_leaves_unfinished_records_uncommitted() -> None:
     kit = make_kit()
     produce(kit, deposits(range(7)))
+    kit.executor.hold = True
     p = kit.pipeline(shutdown_timeout_s=5.0)
+    released: list[bool] = []
 
     def stop_after_first_batch(p: Pipeline) -> bool:
+        if kit.executor.held and not released:
+            kit.executor.release(0)  # the first upload answers; every later one never does
+            released.append(True)
         if p.stats["accepted"] == 3:
-            kit.executor.hold = True  # the next upload never answers
             p.request_stop()
         return False
 
@@ -643,8 +664,15 @@ def test_a_dead_consumer_ends_the_run_with_exit_1() -> None:
     kit = make_kit()
     produce(kit, deposits(range(7)))
     p = kit.pipeline()
-    code = p.run(until=lambda p: kit.consumers["m1"].kill() is not None)
-    assert code == 1
+
+    def crash_the_client(p: Pipeline) -> bool:
+        kit.consumers["m1"].kill()  # the next consume() raises FatalKafkaError, and so does commit()
+        return False
+
+    with capture_logs() as logs:
+        assert p.run(until=crash_the_client) == 1
+    assert any(e["event"] == "connector stopped on a fatal error" for e in logs)
+    assert kit.broker.commit_log == []
 
 
 # ================================================================ dead-letter circuit breaker
