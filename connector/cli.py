@@ -141,8 +141,8 @@ def _time_bound(text: str) -> datetime:
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         value = _non_negative(kind)(text)
-        if value == 0:
-            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        if not 0 < value < float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} must be a number greater than 0")
         return value
 
     return parse

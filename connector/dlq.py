@@ -68,7 +68,10 @@ def parse_time_bound(text: str, now: datetime) -> datetime:
     spec = text.strip()
     if spec and _DURATION.sub("", spec) == "":
         seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION.findall(spec))
-        return now - timedelta(seconds=seconds)
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(spec)
     except ValueError:
@@ -261,8 +264,6 @@ def read_partitions(
         batch, reached_end = source.read(_READ_BATCH, _POLL_S)
         for tp, mark in source.high_watermarks().items():
             end.setdefault(tp, mark)
-        # EOF means the position caught up with the newest end offset, which is never below the first.
-        done.update(tp for tp in reached_end if tp in wanted)
         for record in batch:
             tp = record.tp
             if tp not in wanted or tp in done:
@@ -274,6 +275,9 @@ def read_partitions(
             records.append(record)
             if stop is not None and stop(record):
                 return ReadResult(records)
+        # An EOF comes after the partition's records of the same batch. It means the position caught
+        # up with the newest end offset, which is never below the one captured first.
+        done.update(tp for tp in reached_end if tp in wanted)
         for tp in wanted - done:
             if tp in end and (end[tp] == 0 or next_offset.get(tp, -1) >= end[tp]):
                 done.add(tp)
@@ -302,7 +306,8 @@ def format_time(moment: datetime | None) -> str | None:
 
 
 def one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    # Control characters from a header written by another tool must not reach the terminal.
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -510,7 +515,13 @@ def show_bytes(data: bytes | None) -> Shown:
 
 def show_value(value: bytes | None, registry: SchemaRegistryClient | None) -> Shown:
     """Avro through the registry when Confluent-framed, else JSON, else text, else hex."""
-    from connector.avro import MAGIC_BYTE, ConfluentAvroDecoder, DecodeError, RegistryUnavailable
+    from connector.avro import (
+        MAGIC_BYTE,
+        ConfluentAvroDecoder,
+        DecodeError,
+        RegistryError,
+        RegistryUnavailable,
+    )
 
     if value is None:
         return Shown("null", None)
@@ -523,7 +534,7 @@ def show_value(value: bytes | None, registry: SchemaRegistryClient | None) -> Sh
             try:
                 decoded = ConfluentAvroDecoder(registry).decode(value)
                 return Shown("avro", _plain(decoded), len(value), schema_id=schema_id)
-            except (DecodeError, RegistryUnavailable) as exc:
+            except (DecodeError, RegistryUnavailable, RegistryError) as exc:
                 note = f"not decoded with schema id {schema_id}: {exc}"
     text = _printable_text(value)
     if text is not None:
@@ -550,15 +561,18 @@ def show_json(record: Record, dlq_topic: str, registry: SchemaRegistryClient | N
     }
 
 
-def _inline(shown: dict[str, Any]) -> str:
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_HEX_LINE_CHARS = 64
+
+
+def _inline(shown: Mapping[str, Any]) -> str:
+    """One line for a key or header value: line breaks escaped so the columns stay intact."""
     if shown["format"] == "null":
         return "(null)"
     if shown["format"] == "hex":
-        return (
-            f"(hex{', first ' + str(HEX_PREVIEW_BYTES) + ' bytes' if shown.get('truncated') else ''}) "
-            + str(shown["data"])
-        )
-    return str(shown["data"])
+        more = f", first {HEX_PREVIEW_BYTES} bytes" if shown.get("truncated") else ""
+        return f"(hex{more}) {shown['data']}"
+    return str(shown["data"]).translate(_ESCAPES)
 
 
 def show_lines(doc: Mapping[str, Any]) -> list[str]:
@@ -568,23 +582,26 @@ def show_lines(doc: Mapping[str, Any]) -> list[str]:
         f"key        {_inline(doc['key'])}",
         "headers",
     ]
-    lines += [
-        "  " + line
-        for line in render_table(["NAME", "VALUE"], ([h["name"], _inline(h)] for h in doc["headers"]))[1:]
-    ]
+    rows = ([h["name"], _inline(h)] for h in doc["headers"])
+    lines += ["  " + line for line in render_table(["NAME", "VALUE"], rows)[1:]]
     value = doc["value"]
     described = [value["format"]]
     if "schema_id" in value:
         described.append(f"schema id {value['schema_id']}")
     if value["size"] is not None:
         described.append(f"{value['size']} bytes")
+    if value.get("truncated"):
+        described.append(f"the first {HEX_PREVIEW_BYTES} shown")
     lines.append(f"value      {', '.join(described)}")
     if "note" in value:
         lines.append(f"           ({value['note']})")
     if value["format"] in ("avro", "json"):
         lines += json.dumps(value["data"], indent=2, ensure_ascii=False).splitlines()
+    elif value["format"] == "hex":
+        data = str(value["data"])
+        lines += [data[i : i + _HEX_LINE_CHARS] for i in range(0, len(data), _HEX_LINE_CHARS)]
     elif value["format"] != "null":
-        lines.append(_inline(value))
+        lines += str(value["data"]).splitlines()
     return lines
 
 
@@ -650,11 +667,13 @@ def replay(
 ) -> ReplayReport:
     """Send at most `rate` records per second and wait for every delivery report."""
     report = ReplayReport()
-    start = clock()
-    for i, item in enumerate(items):
-        wait = start + i / rate - clock()
+    due = clock()
+    for item in items:
+        wait = due - clock()
         if wait > 0:
             sleep(wait)
+        # Paced from the previous send, not from the start: falling behind never turns into a burst.
+        due = max(due, clock()) + 1 / rate
         producer.poll(0)
 
         def delivered(error: DeliveryError | None, item: ReplayItem = item) -> None:
@@ -975,7 +994,7 @@ def _replay(
         if stdin.readline().strip().lower() not in ("y", "yes"):
             io.error("aborted: nothing replayed")
             return EXIT_FAILURE
-    report = _send(settings, request, items, io, producer_factory, clock, sleep)
+    report = _send(settings, request, items, producer_factory, clock, sleep)
     if request.as_json:
         io.json(
             {
@@ -1015,7 +1034,6 @@ def _send(
     settings: Settings,
     request: DlqRequest,
     items: Sequence[ReplayItem],
-    io: _Io,
     producer_factory: Callable[[], ProducerPort] | None,
     clock: Callable[[], float],
     sleep: Callable[[float], None],

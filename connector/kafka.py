@@ -500,7 +500,9 @@ class PartitionReader:
         self._logger.debug("kafka reader config", config=redact_config(settings), version=kafka_version())
         try:
             self._consumer = ck.Consumer(settings)
-        except (ck.KafkaException, ValueError) as exc:
+        except ck.KafkaException as exc:
+            raise _port_error(exc, "cannot create the kafka reader") from exc
+        except ValueError as exc:  # confluent-kafka's own checks (a missing group.id...)
             raise KafkaPortError(f"cannot create the kafka reader: {exc}") from exc
         self._closed = False
 
@@ -514,6 +516,7 @@ class PartitionReader:
         try:
             metadata = self._consumer.list_topics(timeout=timeout_s)
         except ck.KafkaException as exc:
+            self._consumer.poll(0)  # serves error_cb, which knows why (connection refused, TLS, auth...)
             raise _port_error(exc, "cannot read the cluster metadata") from exc
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
 

@@ -205,7 +205,11 @@ def write_report(found: dict[str, Any]) -> None:
             "sandbox answers after 20 ms so uploads are in flight at every kill. The connector is",
             "stopped when the API has accepted a seeded random share of what is still missing, then",
             "restarted; committed positions are read back after each stop and checked: every good record",
-            "below them was accepted, and they never move backwards.",
+            "below them was accepted, and they never move backwards. A record can only be sent again",
+            "if it sits at or above the committed position of a stop, so the records accepted there,",
+            "summed over the stops, bound the duplicates. After a kill, the dead member keeps its",
+            "partitions until its session times out, so a stop soon after a restart can leave an",
+            "earlier window untouched: that is why a SIGTERM row can show one.",
             "",
             "| measure | value |",
             "|---|---|",
@@ -214,12 +218,15 @@ def write_report(found: dict[str, Any]) -> None:
             f"| SIGTERM stops under load | {len(kills.interruptions) - kills.kills} (+ the final stop) |",
             f"| **lost** | **{len(kills.lost)}** |",
             f"| API duplicates | {kills.outcome.api_duplicates:,} |",
-            f"| uncommitted-and-accepted window, summed over the kills (the bound) | {kills.api_window:,} |",
-            f"| dead-letter duplicates (bound) | {kills.outcome.dlq_duplicates} ({kills.poison_window}) |",
+            f"| bound: records accepted at or above the committed positions, summed over the stops "
+            f"| {kills.api_window:,} |",
+            f"| dead-letter duplicates (bound: poison at or above the committed positions) "
+            f"| {kills.outcome.dlq_duplicates} ({kills.poison_window:,}) |",
             f"| drain time after SIGTERM, max | {max(drains):.2f} s (all: {all_drains}) |",
             f"| wall time | {kills.elapsed_s:.0f} s |",
             "",
-            "| # | signal | API-accepted when stopped | committed after | window |",
+            "| # | signal | API acceptances when stopped | committed positions after (sum) "
+            "| accepted at or above them |",
             "|---|---|---|---|---|",
         ]
         for n, i in enumerate(kills.interruptions, 1):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -75,7 +75,7 @@ FAILED_AT = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture
-def processes() -> Any:
+def processes() -> Iterator[list[ConnectorProcess]]:
     """Connector processes a test starts; any left running (a failed test) are killed afterwards."""
     started: list[ConnectorProcess] = []
     yield started
@@ -592,8 +592,12 @@ def test_refused_credentials_pause_without_dead_letters_or_commits_and_recover_w
         assert not health.ready
         assert "401" in health.reasons()["credentials"]
         assert refusing.stats()["requests"][ENDPOINT].get("401", 0) >= 1
+        # Long enough for the periodic commit (every second) to have had its chances to go wrong.
+        time.sleep(2.0)
         assert runner.pipeline.stats["dead_lettered"] == 0 and runner.pipeline.stats["accepted"] == 0
-        assert set(committed_offsets(broker.bootstrap_servers, group, end).values()) == {None}
+        # Nothing done: no position at all, or the very first offset (the tracker may store that).
+        committed = committed_offsets(broker.bootstrap_servers, group, end)
+        assert set(committed.values()) <= {None, 0}, committed
         assert read_topic(broker.bootstrap_servers, dlq) == []
 
         # The operator fixes the credentials on the API side: same address, the token we send.

@@ -645,12 +645,12 @@ def run_kill_loop(
         lo, hi = progress
         target = accepted_count(sandbox) + max(1, int(missing * rng.uniform(lo, hi)))
         proc = ConnectorProcess(config, workdir / f"run-{n + 1}.log")
+
+        def reached(proc: ConnectorProcess = proc, target: int = target) -> bool:
+            return accepted_count(sandbox) >= target or not proc.running
+
         try:
-            wait_until(
-                lambda proc=proc, target=target: accepted_count(sandbox) >= target or not proc.running,
-                timeout_s,
-                f"run {n + 1} to reach {target} accepted records",
-            )
+            wait_until(reached, timeout_s, f"run {n + 1} to reach {target} accepted records")
             assert proc.running, f"run {n + 1} exited early with {proc.process.returncode}"
             accepted_before = accepted_count(sandbox)
             use_sigterm = sigterm_every > 0 and (n + 1) % sigterm_every == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,7 +60,8 @@ NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 # ----------------------------------------------------------------------------------- doubles
 class MemorySource:
     """A PartitionSource over an InMemoryBroker that behaves like librdkafka on Tansu: `chunk` records
-    per partition per read, one EOF when a partition's position reaches its end, none past it."""
+    per partition per read, one EOF when a partition's position reaches its end (in the same batch as
+    its last records), none when the position is past the end."""
 
     def __init__(self, broker: InMemoryBroker, *, chunk: int = 2, reachable: bool = True) -> None:
         self.broker = broker
@@ -95,9 +96,10 @@ class MemorySource:
                 self.positions[tp] = batch[-1].offset + 1
                 self.at_end.discard(tp)
                 records += batch
-            elif position == len(log) and tp not in self.at_end:
+            # As librdkafka does, in the same batch as the partition's last records.
+            if self.positions[tp] == len(log) and tp not in self.at_end:
                 self.at_end.add(tp)
-                ends[tp] = position
+                ends[tp] = len(log)
         if self.reads == 1:
             for record in self.after_first_read:
                 self.broker.produce(record.topic, record.value, record.key, record.headers, record.partition)
@@ -149,6 +151,10 @@ def dead_letter(
     return Record(DLQ, dlq_partition, dlq_offset, record.key, record.value, tuple(headers))
 
 
+def at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
 def settings(**kafka: Any) -> Settings:
     return Settings(
         source="test.yaml",
@@ -193,7 +199,7 @@ def filled_broker(partitions: int = 2) -> InMemoryBroker:
     producer = broker.producer()
     for i, (record, stage, message, endpoint) in enumerate(cases):
         failed_at = NOW - timedelta(hours=5 - i)
-        writer = DeadLetterWriter(producer, DLQ, now=lambda t=failed_at: t)
+        writer = DeadLetterWriter(producer, DLQ, now=at(failed_at))
         keyed = Record(
             record.topic, record.partition, record.offset, b"user-%d" % i, record.value, record.headers
         )
@@ -245,6 +251,8 @@ def test_time_bounds_are_durations_before_now_or_iso_times(text: str, expected: 
 def test_bad_time_bounds_are_refused_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_time_bound(text, NOW)
+    with pytest.raises(ValueError, match="before the year 1"):
+        parse_time_bound("999999999w", NOW)
 
 
 def test_positions_are_partition_offset_or_offset() -> None:
@@ -265,6 +273,8 @@ def test_the_command_line_refuses_bad_dlq_arguments_with_exit_code_2(
         ["dlq", "list", "--config", "c.yaml", "--endpoint", "nope"],
         ["dlq", "list", "--config", "c.yaml", "--limit", "0"],
         ["dlq", "replay", "--config", "c.yaml", "--rate", "0"],
+        ["dlq", "replay", "--config", "c.yaml", "--rate", "nan"],
+        ["dlq", "stats", "--config", "c.yaml", "--timeout", "inf"],
         ["dlq", "show", "--config", "c.yaml"],
         ["dlq", "list"],
     ):
@@ -476,6 +486,17 @@ def test_show_lists_every_header_decoded_and_the_value() -> None:
     assert doc["value"] == {"format": "json", "data": {"a": 1}, "size": 8}
     text = "\n".join(show_lines(doc))
     assert "(hex) ff00" in text and f"{H_FAILED_AT}" in text and '"a": 1' in text
+
+
+def test_show_text_wraps_hex_and_keeps_header_columns_on_one_line() -> None:
+    record = dead_letter(source_record(headers=(("multi", b"a\nb"),), value=b"\xff" * 300))
+    lines = show_lines(show_json(record, DLQ, None))
+
+    assert "value      hex, 300 bytes, the first 256 shown" in lines
+    start = lines.index("value      hex, 300 bytes, the first 256 shown") + 1
+    assert lines[start:] == ["ff" * 32] * 8
+    (multi,) = [line for line in lines if line.startswith("  multi ")]
+    assert multi.endswith("a\\nb")
 
 
 # ------------------------------------------------------------------------------------- replay
