@@ -32,7 +32,7 @@ test-unit: $(STAMP) ## only the fast deterministic tests
 	$(BIN)/python -m pytest -m unit -q
 
 test-broker: $(STAMP) ## only the tests against the embedded Kafka-protocol broker
-	$(BIN)/python -m pytest -m broker -q
+	$(BIN)/python -m pytest -m "broker and not slow" -q
 
 chaos: $(STAMP) ## long fault-injection runs (kill -9 loops, API outages)
 	$(BIN)/python -m pytest -m slow -q

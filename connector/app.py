@@ -203,6 +203,7 @@ def build_connector(
         clock=clock,
         metrics=metrics,
         health=health,
+        lanes={name: settings.destination(name).max_concurrency for name in uploaders},
     )
     return Connector(pipeline, health, metrics, closers)
 

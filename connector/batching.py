@@ -1,7 +1,8 @@
 """BatchAccumulator and the per-endpoint dispatch queue.
 
-Records are grouped per (destination, endpoint), across partitions, into batches bounded by
-record count, body bytes and the age of their first record. A sealed batch may only be sent while
+Records are grouped per (destination, endpoint, lane) into batches bounded by record count,
+body bytes and the age of their first record; a lane is a fixed subset of the partitions, so a
+batch mixes several partitions when there are more partitions than lanes. A sealed batch may only be sent while
 no earlier batch of the same endpoint holding records of the same partition is still in flight:
 that is what keeps each partition's records in offset order at the endpoint (invariant 3), while
 different partitions and endpoints upload in parallel.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from connector.kafka_port import Record, TopicPartition
 
-BatchKey = tuple[str, str]  # (destination, endpoint)
+BatchKey = tuple[str, str, int]  # (destination, endpoint, lane)
 _ids = itertools.count(1)
 
 

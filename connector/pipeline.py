@@ -9,6 +9,7 @@ shared without going through that queue, so there are no locks on the hot path.
 from __future__ import annotations
 
 import queue
+import zlib
 import threading
 import time
 from collections import deque
@@ -108,6 +109,7 @@ class Pipeline:
         health: Health | None = None,
         commit_interval_s: float = COMMIT_INTERVAL_S,
         credentials_retry_s: tuple[float, float] = CREDENTIALS_RETRY_S,
+        lanes: Mapping[str, int] | None = None,
     ) -> None:
         self._consumer = consumer
         self._dlq = dead_letters
@@ -125,6 +127,8 @@ class Pipeline:
         self._credentials_retry_s = credentials_retry_s
 
         self._tracker = OffsetTracker()
+        self._lanes = dict(lanes or {})
+        self._lane_of: dict[tuple[str, TopicPartition], int] = {}
         self._accumulators: dict[BatchKey, BatchAccumulator] = {}
         self._queues: dict[BatchKey, DispatchQueue] = {}
         self._in_flight: dict[int, Batch] = {}
@@ -278,7 +282,7 @@ class Pipeline:
         except (NonFiniteNumberError, TypeError) as exc:
             self._dead_letter(record, Stage.MAP, exc, mapping.endpoint)
             return True
-        key = (mapping.destination, mapping.endpoint)
+        key = (mapping.destination, mapping.endpoint, self._lane(mapping.destination, record.tp))
         acc = self._accumulators.get(key)
         if acc is None:
             acc = self._accumulators[key] = BatchAccumulator(
@@ -293,6 +297,16 @@ class Pipeline:
         if sealed is not None:
             self._queues[key].push(sealed)
         return True
+
+    def _lane(self, destination: str, tp: TopicPartition) -> int:
+        """Each partition always batches in the same lane of its destination. Lanes hold
+        disjoint partitions, so their batches may be in flight together without breaking the
+        order within a partition: that is where concurrency towards one endpoint comes from."""
+        lane = self._lane_of.get((destination, tp))
+        if lane is None:
+            lanes = max(1, self._lanes.get(destination, 1))
+            lane = self._lane_of[(destination, tp)] = (zlib.crc32(tp.topic.encode()) + tp.partition) % lanes
+        return lane
 
     # ------------------------------------------------------------------ the service loop
     def _service(self) -> None:
@@ -333,7 +347,7 @@ class Pipeline:
         if self.health.has("credentials"):
             return  # stop sending: only the parked batches probe the API (_retry_credentials)
         for key, dq in self._queues.items():
-            destination, endpoint = key
+            destination, endpoint, _ = key
             for batch in dq.ready():
                 self._submit(destination, endpoint, batch)
 
@@ -358,7 +372,7 @@ class Pipeline:
 
     def _complete(self, c: _Completion) -> None:
         batch = c.batch
-        destination, endpoint = batch.key
+        destination, endpoint, _ = batch.key
         if isinstance(c.error, CredentialsError):
             # Never a data problem: keep the whole batch in flight (its partitions stay blocked,
             # nothing is committed past it) and probe again later.
@@ -414,7 +428,7 @@ class Pipeline:
             return
         self._credential_retries = [(t, b) for t, b in self._credential_retries if t > now]
         for batch in due:
-            destination, endpoint = batch.key
+            destination, endpoint, _ = batch.key
             log.info("probing the ingest API again", destination=destination, endpoint=endpoint)
             self._submit(destination, endpoint, batch)
 

@@ -21,7 +21,7 @@ def item(partition: int, offset: int, body: bytes = b'{"a":1}') -> BatchItem:
 
 
 def test_seals_at_max_records() -> None:
-    acc = BatchAccumulator(("d", "deposit"), 3, 10_000, 1.0, Clock())
+    acc = BatchAccumulator(("d", "deposit", 0), 3, 10_000, 1.0, Clock())
     assert acc.add(item(0, 0)) is None and acc.add(item(0, 1)) is None
     sealed = acc.add(item(0, 2))
     assert sealed is not None and [i.record.offset for i in sealed.items] == [0, 1, 2]
@@ -30,7 +30,7 @@ def test_seals_at_max_records() -> None:
 
 def test_seals_before_exceeding_max_bytes() -> None:
     body = b"x" * 40
-    acc = BatchAccumulator(("d", "deposit"), 500, 2 + 2 * 41, 1.0, Clock())
+    acc = BatchAccumulator(("d", "deposit", 0), 500, 2 + 2 * 41, 1.0, Clock())
     assert acc.add(item(0, 0, body)) is None
     assert acc.add(item(0, 1, body)) is None
     sealed = acc.add(item(0, 2, body))  # a third would make the body 125 bytes > 84
@@ -42,7 +42,7 @@ def test_seals_before_exceeding_max_bytes() -> None:
 
 def test_due_after_max_wait_from_first_record() -> None:
     clock = Clock()
-    acc = BatchAccumulator(("d", "deposit"), 500, 10_000, 1.0, clock)
+    acc = BatchAccumulator(("d", "deposit", 0), 500, 10_000, 1.0, clock)
     assert acc.due_at() is None
     acc.add(item(0, 0))
     clock.t += 0.6
@@ -54,7 +54,7 @@ def test_due_after_max_wait_from_first_record() -> None:
 
 
 def test_drop_partitions_from_open_batch() -> None:
-    acc = BatchAccumulator(("d", "deposit"), 500, 10_000, 1.0, Clock())
+    acc = BatchAccumulator(("d", "deposit", 0), 500, 10_000, 1.0, Clock())
     for p, o in ((0, 0), (1, 0), (0, 1)):
         acc.add(item(p, o))
     dropped = acc.drop_partitions([TopicPartition("t", 0)])
@@ -64,7 +64,7 @@ def test_drop_partitions_from_open_batch() -> None:
 
 
 def test_dispatch_queue_keeps_partition_order_and_parallelism() -> None:
-    acc = BatchAccumulator(("d", "deposit"), 2, 10_000, 1.0, Clock())
+    acc = BatchAccumulator(("d", "deposit", 0), 2, 10_000, 1.0, Clock())
     q = DispatchQueue()
     for p, o in ((0, 0), (1, 0), (2, 0), (2, 1), (0, 1), (3, 0)):
         sealed = acc.add(item(p, o))
@@ -83,7 +83,7 @@ def test_dispatch_queue_keeps_partition_order_and_parallelism() -> None:
 
 
 def test_dispatch_queue_drop_partitions() -> None:
-    acc = BatchAccumulator(("d", "deposit"), 2, 10_000, 1.0, Clock())
+    acc = BatchAccumulator(("d", "deposit", 0), 2, 10_000, 1.0, Clock())
     q = DispatchQueue()
     for p, o in ((0, 0), (1, 0), (0, 1), (0, 2)):
         sealed = acc.add(item(p, o))
