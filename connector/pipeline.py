@@ -214,8 +214,6 @@ class Pipeline:
         if not revoked:
             return
         log.info("partitions revoked", partitions=[str(tp) for tp in revoked])
-        for tp in revoked:
-            self._drop_stall(tp)
         for acc in self._accumulators.values():
             batch = acc.flush()
             if batch is not None:
@@ -459,9 +457,6 @@ class Pipeline:
         if not self._stalls:
             self.health.clear("registry")
 
-    def _drop_stall(self, tp: TopicPartition) -> None:
-        self._stalls.pop(tp, None)
-
     # ------------------------------------------------------------------ dead letters
     def _dead_letter(
         self,
@@ -582,7 +577,7 @@ class Pipeline:
     def _forget(self, partitions: Sequence[TopicPartition]) -> None:
         gone = set(partitions)
         for tp in gone:
-            self._drop_stall(tp)
+            self._stalls.pop(tp, None)
             records, size = self._tracker.drop(tp)
             self._in_flight_records -= records
             self._in_flight_bytes -= size
@@ -650,9 +645,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ draining and stopping
     def _busy(self, partitions: Iterable[TopicPartition] | None) -> bool:
+        """Work that can still finish: pending records, less those waiting for the schema
+        registry (they cannot finish without it, so a drain does not wait for them)."""
+
+        def stalled(tp: TopicPartition) -> int:
+            stall = self._stalls.get(tp)
+            return len(stall.records) if stall else 0
+
         if partitions is None:
-            return self._in_flight_records > 0
-        return any(self._tracker.pending_count(tp) > 0 for tp in partitions)
+            return self._in_flight_records > sum(len(s.records) for s in self._stalls.values())
+        return any(self._tracker.pending_count(tp) > stalled(tp) for tp in partitions)
 
     def _drain(self, partitions: Sequence[TopicPartition] | None, deadline: float) -> bool:
         """Keep uploads and dead-letter writes going until the partitions have nothing pending or
@@ -660,11 +662,6 @@ class Pipeline:
         while self._busy(partitions):
             if self._clock() >= deadline:
                 return False
-            if self._stalls and partitions is None:
-                # Records waiting for the registry cannot finish without it; do not wait for them.
-                stalled = sum(len(s.records) for s in self._stalls.values())
-                if stalled >= self._in_flight_records:
-                    return False
             self._service_draining()
             if self._busy(partitions) and self._completions.empty():
                 self._sleep(0.02)
