@@ -1,11 +1,11 @@
-"""BatchAccumulator and the per-endpoint dispatch queue.
+"""BatchAccumulator and the per-lane dispatch queue.
 
 Records are grouped per (destination, endpoint, lane) into batches bounded by record count,
-body bytes and the age of their first record; a lane is a fixed subset of the partitions, so a
-batch mixes several partitions when there are more partitions than lanes. A sealed batch may only be sent while
-no earlier batch of the same endpoint holding records of the same partition is still in flight:
-that is what keeps each partition's records in offset order at the endpoint (invariant 3), while
-different partitions and endpoints upload in parallel.
+body bytes and the age of their first record. A lane is a fixed subset of the partitions, so a
+batch mixes partitions when there are more partitions than lanes. A sealed batch may only be
+sent while no earlier batch of its lane holding records of the same partition is in flight:
+that keeps each partition's records in offset order at the endpoint (invariant 3), while
+lanes, partitions and endpoints upload in parallel.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ shared without going through that queue, so there are no locks on the hot path.
 from __future__ import annotations
 
 import queue
-import zlib
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future

@@ -24,6 +24,7 @@ from connector.pipeline import Pipeline
 from tests.support.pipeline_kit import (
     DEPOSIT_MAPPING,
     EPOCH,
+    ClockRanAway,
     Kit,
     RegistryDownDecoder,
     deposit,
@@ -67,6 +68,20 @@ def step_until(condition: Callable[[], bool], *pipelines: Pipeline, limit: int =
         for p in pipelines:
             p.step()
     raise AssertionError("condition not reached")
+
+
+def within(
+    kit: Kit, condition: Callable[[Pipeline], bool], seconds: float = 60.0
+) -> Callable[[Pipeline], bool]:
+    """An `until` for run(): `condition`, or an error once the fake clock passes `seconds`, so that a
+    broken pipeline fails the test instead of looping forever."""
+
+    def until(p: Pipeline) -> bool:
+        if kit.clock.now() > seconds:
+            raise ClockRanAway(f"not done after {seconds} s of fake time")
+        return condition(p)
+
+    return until
 
 
 def steps(count: int, *pipelines: Pipeline) -> None:
@@ -134,7 +149,7 @@ def test_failed_upload_stops_with_exit_1_and_commits_nothing_of_that_batch() -> 
     kit.uploader.fail_with = [None, RuntimeError("connection reset in a way we do not handle")]
     p = kit.pipeline()
 
-    assert p.run() == 1
+    assert p.run(until=within(kit, lambda p: False)) == 1
     assert received(kit) == ids(range(3))
     assert committed(kit) == 3
     assert max(offset for _g, _tp, offset, _m in kit.broker.commit_log) == 3
@@ -174,7 +189,7 @@ def test_crash_and_restart_lose_nothing_and_resend_at_most_the_uncommitted_windo
     kit.executor.hold = False
 
     second = kit.pipeline(member="m2")
-    assert second.run(until=lambda p: all(committed(kit, tp) == 25 for tp in BOTH)) == 0
+    assert second.run(until=within(kit, lambda p: all(committed(kit, tp) == 25 for tp in BOTH), 600)) == 0
 
     good = {f"d{i}" for i in [*range(0, 25), *range(100, 125)] if i not in poison}
     got = Counter(received(kit))
@@ -293,7 +308,7 @@ def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(
     produce(kit, [good(2), good(3)])
     p = kit.pipeline(mappings=(MAP_MAPPING,))
 
-    assert p.run(until=lambda p: committed(kit) == 4) == 0
+    assert p.run(until=within(kit, lambda p: committed(kit) == 4)) == 0
 
     assert received(kit) == ["d0", "d2", "d3"]
     assert p.in_flight_records == 0
@@ -610,7 +625,7 @@ def test_an_upload_failing_during_a_revoke_never_commits_the_revoked_partition()
             joined.append(kit.started(member="m2"))
         return False
 
-    code = kit.pipeline(max_records=10).run(until=join_once)  # nothing sealed before the revoke
+    code = kit.pipeline(max_records=10).run(until=within(kit, join_once))  # nothing sealed before the revoke
 
     assert code == 1
     assert kit.uploader.calls == 1  # the batch flushed by on_revoke, failing inside the drain
@@ -632,7 +647,7 @@ def test_stop_drains_in_flight_uploads_commits_and_leaves_the_group() -> None:
             p.request_stop()
         return False
 
-    assert p.run(until=stop_once_in_flight) == 0
+    assert p.run(until=within(kit, stop_once_in_flight)) == 0
     assert p.stopping
     assert received(kit) == ids(range(7))
     assert committed(kit) == 7
@@ -657,7 +672,7 @@ def test_stop_deadline_leaves_unfinished_records_uncommitted() -> None:
         return False
 
     with capture_logs() as logs:
-        assert p.run(until=stop_after_first_batch) == 0
+        assert p.run(until=within(kit, stop_after_first_batch)) == 0
 
     assert committed(kit) == 3
     assert received(kit) == ids(range(3))
@@ -680,7 +695,7 @@ def test_a_dead_consumer_ends_the_run_with_exit_1() -> None:
         return False
 
     with capture_logs() as logs:
-        assert p.run(until=crash_the_client) == 1
+        assert p.run(until=within(kit, crash_the_client)) == 1
     assert any(e["event"] == "connector stopped on a fatal error" for e in logs)
     assert kit.broker.commit_log == []
 
