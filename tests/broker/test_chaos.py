@@ -90,11 +90,7 @@ def test_kill_9_ten_times_mid_stream_loses_nothing(
     )
     findings["kills"] = report
     print(f"\nchaos kill loop: {report.summary()}")
-    assert report.kills == KILLS
-    assert report.lost == [], f"lost {len(report.lost)} records, e.g. {report.lost[:3]}"
-    assert report.outcome.api_duplicates <= report.api_window
-    assert report.outcome.dlq_duplicates <= report.poison_window
-    assert report.committed == report.end_offsets
+    report.assert_sound(kills=KILLS)
 
 
 def test_a_minute_of_api_outage_loses_nothing_and_keeps_in_flight_bounded(

@@ -376,11 +376,7 @@ def test_kill_9_twice_mid_stream_loses_nothing_and_duplicates_stay_within_the_un
         progress=(0.2, 0.5),
     )
     print(f"\nkill -9 loop: {report.summary()}")
-    assert report.kills == 2
-    assert report.lost == [], f"lost {len(report.lost)} records, e.g. {report.lost[:3]}"
-    assert report.outcome.api_duplicates <= report.api_window
-    assert report.outcome.dlq_duplicates <= report.poison_window
-    assert report.committed == report.end_offsets
+    report.assert_sound(kills=2)
 
 
 # ---------------------------------------------------------------------------------------------------- 4

@@ -578,6 +578,15 @@ class KillLoopReport:
         times = [i.drain_s for i in self.interruptions if i.drain_s is not None]
         return [*times, self.final_drain_s]
 
+    def assert_sound(self, kills: int) -> None:
+        """Invariants 1 and 2 after a kill loop: nothing lost, duplicates within the uncommitted
+        windows, and everything committed in the end."""
+        assert self.kills == kills
+        assert self.lost == [], f"lost {len(self.lost)} records, e.g. {self.lost[:3]}"
+        assert self.outcome.api_duplicates <= self.api_window
+        assert self.outcome.dlq_duplicates <= self.poison_window
+        assert self.committed == self.end_offsets
+
     def summary(self) -> str:
         return (
             f"{self.records} records over {self.partitions} partitions, {self.kills} kill -9 and "
