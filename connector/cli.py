@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _time_bound(text: str) -> datetime:
-    from connector.dlq import parse_time_bound
+    from connector.dlq_read import parse_time_bound
 
     try:
         return parse_time_bound(text, datetime.now(UTC))
@@ -284,7 +284,8 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from connector.dlq import DlqRequest, Filters, run_dlq
+    from connector.dlq import DlqRequest, run_dlq
+    from connector.dlq_read import Filters
 
     action: str = args.dlq_command
     request = DlqRequest(

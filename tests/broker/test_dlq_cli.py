@@ -20,7 +20,8 @@ import pytest
 from connector.avro import encode_confluent, parse
 from connector.cli import main
 from connector.deadletter import H_FAILED_AT, H_TOPIC, DeadLetterWriter, Stage
-from connector.dlq import REPLAYED_FROM, read_partitions
+from connector.dlq_read import read_partitions
+from connector.dlq_replay import REPLAYED_FROM
 from connector.embedded_broker import EmbeddedBroker, free_port
 from connector.kafka import (
     READER_GROUP_ID,

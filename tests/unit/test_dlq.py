@@ -1,6 +1,6 @@
-"""`connector.dlq` without a broker: arguments, header parsing, filters, reason grouping, tables,
-value decoding, the read loop's stop rules, replay planning and pacing, and the command flow
-(confirmation, exit codes) over the in-memory broker."""
+"""`connector.dlq` and its read, render and replay modules without a broker: arguments, header
+parsing, filters, reason grouping, tables, value decoding, the read loop's stop rules, replay planning
+and pacing, and the command flow (confirmation, exit codes) over the in-memory broker."""
 
 from __future__ import annotations
 
@@ -24,30 +24,21 @@ from connector.deadletter import (
     Stage,
     dead_letter_headers,
 )
-from connector.dlq import (
+from connector.dlq import DlqRequest, run_dlq
+from connector.dlq_read import DeadLetter, Filters, parse_position, parse_time_bound, read_partitions, select
+from connector.dlq_render import (
     HEX_PREVIEW_BYTES,
-    REPLAYED_FROM,
-    DeadLetter,
-    DlqRequest,
-    Filters,
     compute_stats,
     format_age,
     list_lines,
     normalize_reason,
-    parse_position,
-    parse_time_bound,
-    plan_replay,
-    read_partitions,
     render_table,
-    replay,
-    replay_headers,
-    run_dlq,
-    select,
     show_json,
     show_lines,
     show_value,
     stats_lines,
 )
+from connector.dlq_replay import REPLAYED_FROM, plan_replay, replay, replay_headers
 from connector.kafka_memory import FakeClock, InMemoryBroker
 from connector.kafka_port import KafkaPortError, Record, TopicPartition
 
