@@ -244,10 +244,8 @@ COMMAND_SECTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "run": _PIPELINE_SECTIONS,
     "check": _PIPELINE_SECTIONS,
     "dlq": (frozenset({"kafka", "dead_letter"}), frozenset({"schema_registry"})),
-    "produce-sample": (
-        frozenset({"kafka", "mappings"}),
-        frozenset({"schema_registry", "destinations", "optikpi"}),
-    ),
+    # Samples need no destination: the mappings' destinations are not checked for it.
+    "produce-sample": (frozenset({"kafka", "mappings"}), frozenset({"schema_registry"})),
 }
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

@@ -145,3 +145,9 @@ def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path / "list.yaml", "send")
     assert "top level must be a mapping" in info.value.problems[0]
+
+
+def test_produce_sample_needs_no_destination() -> None:
+    doc = {"kafka": GOOD["kafka"], "schema_registry": GOOD["schema_registry"], "mappings": GOOD["mappings"]}
+    s = parse_settings(doc, "produce-sample", source="c.yaml", env={})
+    assert s.optikpi is None and s.mappings[0].topic == "casino.deposits"
