@@ -20,6 +20,7 @@ from connector import __version__
 from connector.avro import (
     ConfluentAvroDecoder,
     RawAvroDecoder,
+    RecordDecoder,
     RegistryUnavailable,
     SchemaRegistryClient,
     load_schema,
@@ -32,7 +33,7 @@ from connector.kafka_port import ConsumerPort, KafkaPortError, ProducerPort
 from connector.logs import get_logger
 from connector.mapping import TopicMapping
 from connector.metrics import Metrics
-from connector.pipeline import Decoder, Pipeline, Route, Uploader
+from connector.pipeline import Pipeline, Route, Uploader
 
 log = get_logger(__name__)
 
@@ -48,7 +49,9 @@ def schema_dirs(settings: Settings) -> list[Path]:
     return [Path(settings.source).resolve().parent, Path.cwd()]
 
 
-def build_decoder(m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None) -> Decoder:
+def build_decoder(
+    m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None
+) -> RecordDecoder:
     try:
         reader = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
     except ValueError as exc:  # SchemaFileError, InvalidSchemaError: the user's file, a config problem

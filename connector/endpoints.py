@@ -36,10 +36,3 @@ ENDPOINT_KEYS: Final[tuple[str, ...]] = tuple(ENDPOINTS)
 
 # Hard limit of the API: records per request.
 MAX_RECORDS_PER_REQUEST: Final[int] = 500
-
-
-def endpoint_by_path(path: str) -> Endpoint | None:
-    for endpoint in ENDPOINTS.values():
-        if endpoint.path == path:
-            return endpoint
-    return None

@@ -95,7 +95,3 @@ class DeadLetterBreaker:
     @property
     def window(self) -> int:
         return self._outcomes.maxlen or 0
-
-    @property
-    def dead_in_window(self) -> int:
-        return self._dead

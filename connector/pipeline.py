@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from connector.avro import DecodeError, RegistryUnavailable
+from connector.avro import DecodeError, RecordDecoder, RegistryUnavailable
 from connector.batching import Batch, BatchAccumulator, BatchItem, BatchKey, DispatchQueue
 from connector.config import BackpressureSettings, BatchingSettings, DeadLetterSettings
 from connector.deadletter import DeadLetterWriter, Stage
@@ -52,10 +52,6 @@ REBALANCE_DRAIN_S = 10.0
 RESUME_FRACTION = 0.5  # backpressure hysteresis: resume when in-flight falls below half the bound
 
 
-class Decoder(Protocol):
-    def decode(self, value: bytes | None) -> dict[str, Any]: ...
-
-
 class Uploader(Protocol):
     def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult: ...
 
@@ -67,7 +63,7 @@ class Route:
     """Everything the pipeline needs to process one topic."""
 
     mapping: TopicMapping
-    decoder: Decoder
+    decoder: RecordDecoder
 
 
 @dataclass
@@ -407,7 +403,7 @@ class Pipeline:
             rejection = rejected.get(index)
             if rejection is None:
                 self.stats["accepted"] += 1
-                self._breaker_count(False)
+                self._breaker.record(False)
                 self._done(item.record)
             else:
                 self._dead_letter(
@@ -479,7 +475,7 @@ class Pipeline:
             offset=record.offset,
             reason=message[:300],
         )
-        if self._breaker_count(True):
+        if self._breaker.record(True):
             self.health.set(
                 "breaker",
                 f"more than {self._breaker.limit:.0f} of the last {self._breaker.window} records "
@@ -529,9 +525,6 @@ class Pipeline:
             self._dlq_retries = [(t, w) for t, w in self._dlq_retries if t > now]
             for write in due:
                 write()
-
-    def _breaker_count(self, dead: bool) -> bool:
-        return self._breaker.record(dead)
 
     # ------------------------------------------------------------------ offsets
     def _done(self, record: Record) -> None:

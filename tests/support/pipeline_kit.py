@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connector.avro import DecodeError, RegistryUnavailable
+from connector.avro import DecodeError, RecordDecoder, RegistryUnavailable
 from connector.config import (
     BackpressureSettings,
     BatchingSettings,
@@ -25,7 +25,7 @@ from connector.jsjson import dumps_bytes
 from connector.kafka_memory import FakeClock, InMemoryBroker, InMemoryConsumer
 from connector.kafka_port import Record, TopicPartition
 from connector.mapping import TopicMapping
-from connector.pipeline import Decoder, Pipeline, Route
+from connector.pipeline import Pipeline, Route
 
 DEST = DestinationSettings(
     base_url="http://api.invalid/apigw/ingest",
@@ -213,7 +213,7 @@ class Kit:
         max_ratio: float = 0.5,
         shutdown_timeout_s: float = 5.0,
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
-        decoder: Decoder | None = None,
+        decoder: RecordDecoder | None = None,
         commit_interval_s: float = 0.5,
     ) -> Pipeline:
         routes = {
