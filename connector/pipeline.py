@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -187,6 +187,10 @@ class Pipeline:
                 self._consumer.pause(owned)
         for record in records:
             self._accept(record)
+        if records:
+            # One metric update per topic and poll, not per record (the hot path).
+            for topic, count in Counter(r.topic for r in records).items():
+                self.metrics.records_consumed.labels(topic).inc(count)
         self._service()
 
     # ------------------------------------------------------------------ rebalance callbacks
@@ -237,7 +241,6 @@ class Pipeline:
         self._in_flight_records += 1
         self._in_flight_bytes += size
         self.stats["consumed"] += 1
-        self.metrics.records_consumed.labels(record.topic).inc()
         stall = self._stalls.get(tp)
         if stall is not None:
             stall.records.append(record)  # keep the partition's order behind the stalled record

@@ -29,3 +29,15 @@ def test_records_flow_to_the_api_and_offsets_commit() -> None:
         "amount": 10,
     }
     assert kit.broker.committed("g", TP0) == 7
+
+
+def test_metrics_count_consumed_records_and_commits() -> None:
+    kit = make_kit()
+    for i in range(7):
+        kit.broker.produce("deposits", deposit(i), partition=0)
+    p = kit.pipeline()
+    assert p.run(until=lambda p: p.stats["accepted"] == 7 and p.in_flight_records == 0) == 0
+    sample = p.metrics.registry.get_sample_value
+    assert sample("optikpi_records_consumed_total", {"topic": "deposits"}) == 7
+    assert (sample("optikpi_offset_commits_total", {"result": "ok"}) or 0) >= 1
+    assert sample("optikpi_in_flight_records") == 0
