@@ -24,17 +24,14 @@ from tests.support.e2e import (
     REPO_ROOT,
     ConnectorProcess,
     KillLoopReport,
-    Ledger,
     Outcome,
     accepted_ids,
     bet_mapping,
+    bet_topic_with_records,
     committed_offsets,
     connector_doc,
-    create_topics,
     free_port,
     machine_description,
-    produce_bets,
-    register_bet_schema,
     run_kill_loop,
     today,
     write_config,
@@ -102,12 +99,16 @@ def test_a_minute_of_api_outage_loses_nothing_and_keeps_in_flight_bounded(
     findings: dict[str, Any],
 ) -> None:
     sandbox = sandbox_factory(seed=2024, **OUTAGE_FAULTS)
-    topic, dlq, group = names.topic("bets"), names.topic("dlq"), names.group()
-    create_topics(broker.bootstrap_servers, {topic: 3, dlq: 1})
-    ledger = Ledger(broker.bootstrap_servers)
-    schema_id = register_bet_schema(registry, topic)
-    produce_bets(ledger, topic, schema_id, OUTAGE_RECORDS, 3, random.Random(8), poison_every=101)
-    ledger.close()
+    bets = bet_topic_with_records(
+        broker.bootstrap_servers,
+        registry,
+        names,
+        partitions=3,
+        count=OUTAGE_RECORDS,
+        rng=random.Random(8),
+        poison_every=101,
+    )
+    topic, dlq, group, ledger = bets.topic, bets.dlq, bets.group, bets.ledger
     port = free_port()
     doc = connector_doc(
         bootstrap=broker.bootstrap_servers,

@@ -48,6 +48,7 @@ from tests.support.e2e import (
     accepted_count,
     accepted_ids,
     bet_mapping,
+    bet_topic_with_records,
     committed_offsets,
     connector_doc,
     create_topics,
@@ -483,13 +484,16 @@ def test_sigterm_drains_in_flight_work_commits_exactly_what_is_done_and_a_restar
     processes: list[ConnectorProcess],
 ) -> None:
     sandbox = sandbox_factory(latency_ms=200)
-    topic, dlq, group = names.topic("bets"), names.topic("dlq"), names.group()
-    create_topics(broker.bootstrap_servers, {topic: 3, dlq: 1})
-    ledger = Ledger(broker.bootstrap_servers)
-    produce_bets(
-        ledger, topic, register_bet_schema(registry, topic), 1500, 3, random.Random(5), poison_every=50
+    bets = bet_topic_with_records(
+        broker.bootstrap_servers,
+        registry,
+        names,
+        partitions=3,
+        count=1500,
+        rng=random.Random(5),
+        poison_every=50,
     )
-    ledger.close()
+    topic, dlq, group, ledger = bets.topic, bets.dlq, bets.group, bets.ledger
     shutdown_timeout_s = 20.0
     metrics_port = free_port()
     doc = connector_doc(
@@ -568,11 +572,10 @@ def test_refused_credentials_pause_without_dead_letters_or_commits_and_recover_w
 ) -> None:
     port = free_port()
     refusing = sandbox_factory(port=port, token="a-token-the-connector-does-not-have")
-    topic, dlq, group = names.topic("bets"), names.topic("dlq"), names.group()
-    create_topics(broker.bootstrap_servers, {topic: 2, dlq: 1})
-    ledger = Ledger(broker.bootstrap_servers)
-    produce_bets(ledger, topic, register_bet_schema(registry, topic), 200, 2, random.Random(6))
-    ledger.close()
+    bets = bet_topic_with_records(
+        broker.bootstrap_servers, registry, names, partitions=2, count=200, rng=random.Random(6)
+    )
+    topic, dlq, group, ledger = bets.topic, bets.dlq, bets.group, bets.ledger
     end = ledger.end_offsets()
     doc = connector_doc(
         bootstrap=broker.bootstrap_servers,

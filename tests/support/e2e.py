@@ -42,6 +42,7 @@ from tests.support.brokers import (
     DEFAULT_WAIT_S,
     TEST_CONSUMER_PROPERTIES,
     RecordingListener,
+    UniqueNames,
     make_consumer,
     make_producer,
 )
@@ -224,6 +225,43 @@ class Ledger:
 
     def by_event_id(self) -> dict[str, Produced]:
         return {r.event_id: r for r in self.records if r.event_id is not None and r.poison is None}
+
+
+@dataclass(frozen=True)
+class BetTopic:
+    topic: str
+    dlq: str
+    group: str
+    ledger: Ledger
+
+
+def bet_topic_with_records(
+    bootstrap: str,
+    registry: RegistryStub,
+    names: UniqueNames,
+    *,
+    partitions: int,
+    count: int,
+    rng: random.Random,
+    poison_every: int = 0,
+) -> BetTopic:
+    """The common set-up: a bets topic and a dead-letter topic, `count` bets produced and recorded."""
+    topic, dlq, group = names.topic("bets"), names.topic("dlq"), names.group()
+    create_topics(bootstrap, {topic: partitions, dlq: 1})
+    ledger = Ledger(bootstrap)
+    try:
+        produce_bets(
+            ledger,
+            topic,
+            register_bet_schema(registry, topic),
+            count,
+            partitions,
+            rng,
+            poison_every=poison_every,
+        )
+    finally:
+        ledger.close()
+    return BetTopic(topic, dlq, group, ledger)
 
 
 def produce_bets(
