@@ -133,7 +133,6 @@ class Pipeline:
         self._credential_attempt = 0
         self._dlq_retries: list[tuple[float, Callable[[], None]]] = []
         self._dlq_attempt = 0
-        self._dlq_outstanding = 0
         self._stalls: dict[TopicPartition, _Stall] = {}
         self._breaker = DeadLetterBreaker(dead_letter.window, dead_letter.max_ratio)
         self._paused: dict[TopicPartition, set[str]] = {}
@@ -487,7 +486,6 @@ class Pipeline:
             self._pause(self._tracker.partitions(), "breaker")
 
         def write() -> None:
-            self._dlq_outstanding += 1
             try:
                 self._dlq.write(
                     record,
@@ -503,7 +501,6 @@ class Pipeline:
                 on_done(DeliveryError(f"{type(exc).__name__}: {exc}"))
 
         def on_done(err: DeliveryError | None) -> None:
-            self._dlq_outstanding -= 1
             if err is None:
                 self._dlq_attempt = 0
                 self.health.clear("dead_letter")
