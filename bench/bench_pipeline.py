@@ -28,11 +28,17 @@ from typing import Any
 
 import yaml
 
-from connector.embedded_broker import EmbeddedBroker
-from connector.kafka import KafkaAdmin, admin_config
-from connector.kafka_port import KafkaPortError
-from connector.registry_stub import RegistryStub
-from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxOptions, SandboxServer
+from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.sandbox.server import (
+    DEMO_ACCOUNT_ID,
+    DEMO_TOKEN,
+    DEMO_WORKSPACE_ID,
+    SandboxOptions,
+    SandboxServer,
+)
+from connector.kafka.adapter import KafkaAdmin, admin_config
+from connector.kafka.ports import KafkaPortError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bench-pipeline.md"
@@ -48,7 +54,7 @@ CONSUMER_PROPERTIES = {
 
 
 def _bet_mapping() -> dict[str, Any]:
-    from connector.samples import sample_mappings
+    from connector.devtools.samples import sample_mappings
 
     entry = dict(sample_mappings()["bet"])
     entry["topic"] = TOPIC
@@ -85,10 +91,10 @@ def _serve_sandbox(conn: Connection, latency_ms: int) -> None:
 
 
 def _run_connector(conn: Connection, doc: dict[str, Any], source: str, count: int, timeout_s: float) -> None:
-    from connector.app import build_connector
-    from connector.config import parse_settings
-    from connector.logs import configure
-    from connector.pipeline import Pipeline
+    from connector.config.settings import parse_settings
+    from connector.pipeline.loop import Pipeline
+    from connector.pipeline.wiring import build_connector
+    from connector.runtime.logs import configure
 
     configure("warning", json=True)
     settings = parse_settings(doc, "run", source=source, env={})

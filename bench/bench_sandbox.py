@@ -23,9 +23,15 @@ from typing import Any
 
 import httpx
 
-from connector.jsjson import dumps_bytes
-from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxOptions, SandboxServer
-from connector.signing import HmacAuth, StaticToken
+from connector.devtools.sandbox.server import (
+    DEMO_ACCOUNT_ID,
+    DEMO_TOKEN,
+    DEMO_WORKSPACE_ID,
+    SandboxOptions,
+    SandboxServer,
+)
+from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.signing import HmacAuth, StaticToken
 
 ENDPOINT_PATH = "/events/gaming-activity"
 DISTINCT_BODIES = 16

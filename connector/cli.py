@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connector import __version__
-from connector.config import ConfigError, Settings, load_settings
+from connector.config.settings import ConfigError, Settings, load_settings
 from connector.endpoints import ENDPOINT_KEYS
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _time_bound(text: str) -> datetime:
-    from connector.dlq_read import parse_time_bound
+    from connector.dlq.read import parse_time_bound
 
     try:
         return parse_time_bound(text, datetime.now(UTC))
@@ -149,7 +149,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 
 def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from connector.deadletter import Stage
+    from connector.pipeline.deadletter import Stage
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", required=True, type=Path, metavar="FILE")
@@ -197,7 +197,7 @@ def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from connector import logs
+    from connector.runtime import logs
 
     # The demo prints its own summary; per-record dead-letter warnings would bury it.
     level = args.log_level or ("error" if args.command == "demo" else "info")
@@ -221,10 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
-    from connector import logs
+    from connector.runtime import logs
 
     if args.command == "sandbox":
-        from connector.sandbox import (
+        from connector.devtools.sandbox.server import (
             DEMO_ACCOUNT_ID,
             DEMO_TOKEN,
             DEMO_WORKSPACE_ID,
@@ -251,7 +251,7 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
             )
         )
     if args.command == "demo":
-        from connector.demo import run_demo
+        from connector.devtools.demo import run_demo
 
         return run_demo(
             count=args.count, poison_rate=args.poison_rate, timeout_s=args.timeout, workdir=args.workdir
@@ -269,23 +269,23 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
     if args.command == "dlq":
         return _dlq(args, settings)
     if args.command == "run":
-        from connector.app import run_connector
+        from connector.pipeline.wiring import run_connector
 
         return run_connector(settings)
     if args.command == "check":
-        from connector.app import run_check
+        from connector.pipeline.wiring import run_check
 
         return run_check(settings, offline=args.offline, as_json=args.json)
     if args.command == "produce-sample":
-        from connector.app import run_produce_sample
+        from connector.pipeline.wiring import run_produce_sample
 
         return run_produce_sample(settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed)
     raise AssertionError(f"unhandled command {args.command}")
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from connector.dlq import DlqRequest, run_dlq
-    from connector.dlq_read import Filters
+    from connector.dlq.command import DlqRequest, run_dlq
+    from connector.dlq.read import Filters
 
     action: str = args.dlq_command
     request = DlqRequest(
@@ -314,9 +314,9 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
-    from connector.ingest import CredentialsError, IngestClient, RetryBudgetExceeded
-    from connector.send import send_file, summary
-    from connector.signing import TokenFileError
+    from connector.commands.send import send_file, summary
+    from connector.ingest.client import CredentialsError, IngestClient, RetryBudgetExceeded
+    from connector.ingest.signing import TokenFileError
 
     path: Path = args.file
     if not path.is_file():

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from connector.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
-from connector.kafka import KafkaAdmin, admin_config
-from connector.kafka_port import KafkaPortError
-from connector.registry_stub import RegistryStub
-from connector.sandbox import SandboxOptions, SandboxServer
+from connector.devtools.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.sandbox.server import SandboxOptions, SandboxServer
+from connector.kafka.adapter import KafkaAdmin, admin_config
+from connector.kafka.ports import KafkaPortError
 from tests.support.brokers import UniqueNames
 
 _BROKER_READY_S = 30.0

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from connector.embedded_broker import EmbeddedBroker
-from connector.registry_stub import RegistryStub
-from connector.sandbox import SandboxServer
+from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.sandbox.server import SandboxServer
 from tests.support.brokers import UniqueNames
 from tests.support.e2e import (
     REPO_ROOT,

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from connector.cli import main
-from connector.embedded_broker import EmbeddedBroker
-from connector.registry_stub import RegistryStub
+from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.devtools.registry_stub import RegistryStub
 from tests.support.brokers import RecordingListener, UniqueNames, consume_until, make_consumer
 
 pytestmark = pytest.mark.broker

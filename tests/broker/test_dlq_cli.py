@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from connector.avro import encode_confluent, parse
+from connector.avro.decoding import encode_confluent, parse
 from connector.cli import main
-from connector.deadletter import H_FAILED_AT, H_TOPIC, DeadLetterWriter, Stage
-from connector.dlq_read import read_partitions
-from connector.dlq_replay import REPLAYED_FROM
-from connector.embedded_broker import EmbeddedBroker, free_port
-from connector.kafka import (
+from connector.devtools.embedded_broker import EmbeddedBroker, free_port
+from connector.devtools.registry_stub import RegistryStub
+from connector.dlq.read import read_partitions
+from connector.dlq.replay import REPLAYED_FROM
+from connector.kafka.adapter import (
     READER_GROUP_ID,
     KafkaAdmin,
     KafkaConsumer,
@@ -32,8 +32,8 @@ from connector.kafka import (
     consumer_config,
     reader_config,
 )
-from connector.kafka_port import DeliveryError, Header, Record, TopicPartition
-from connector.registry_stub import RegistryStub
+from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
+from connector.pipeline.deadletter import H_FAILED_AT, H_TOPIC, DeadLetterWriter, Stage
 from tests.support.brokers import UniqueNames, create_topics, make_producer
 
 pytestmark = pytest.mark.broker

@@ -1,4 +1,4 @@
-"""`connector.kafka` against a real Kafka-protocol broker (the embedded Tansu).
+"""`connector.kafka.adapter` against a real Kafka-protocol broker (the embedded Tansu).
 
 The same behaviours the in-memory fake promises: round trip, commits, cooperative rebalancing,
 pause/resume, end offsets from fetched data, delivery reports, and the ownership guard on commit.
@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from connector.embedded_broker import EmbeddedBroker
-from connector.kafka import (
+from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.kafka.adapter import (
     KafkaAdmin,
     KafkaConsumer,
     KafkaProducer,
@@ -20,7 +20,7 @@ from connector.kafka import (
     producer_config,
     redact_config,
 )
-from connector.kafka_port import CommitError, DeliveryError, Record, TopicPartition
+from connector.kafka.ports import CommitError, DeliveryError, Record, TopicPartition
 from tests.support.brokers import (
     RecordingListener,
     UniqueNames,
@@ -250,7 +250,7 @@ def test_commit_for_a_partition_not_owned_raises_commit_error_though_tansu_would
     # group protocol) stores an OffsetCommit from any current member for any partition (even one
     # that does not exist). Pinned down here by going around the adapter on purpose.
     raw = consumer._consumer
-    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka imports confluent_kafka
+    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka.adapter imports confluent_kafka
     result = raw.commit(offsets=[ck_topic_partition(other_topic, 0, 7)], asynchronous=False)
 
     assert [tp.error for tp in result] == [None]

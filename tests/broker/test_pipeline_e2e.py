@@ -20,7 +20,11 @@ from pathlib import Path
 import pytest
 
 from connector import __version__
-from connector.deadletter import (
+from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.sandbox.server import DEMO_ACCOUNT_ID, DEMO_WORKSPACE_ID, SandboxServer
+from connector.kafka.ports import Record, TopicPartition
+from connector.pipeline.deadletter import (
     ADDED_HEADERS,
     H_CLASS,
     H_ENDPOINT,
@@ -34,10 +38,6 @@ from connector.deadletter import (
     H_TOPIC,
     H_VERSION,
 )
-from connector.embedded_broker import EmbeddedBroker
-from connector.kafka_port import Record, TopicPartition
-from connector.registry_stub import RegistryStub
-from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_WORKSPACE_ID, SandboxServer
 from tests.support.brokers import UniqueNames
 from tests.support.e2e import (
     ENDPOINT,

@@ -11,7 +11,7 @@ from functools import partial
 import httpx
 import pytest
 
-from connector.avro import (
+from connector.avro.decoding import (
     ConfluentAvroDecoder,
     DecodeError,
     RegistryAuthError,
@@ -23,8 +23,8 @@ from connector.avro import (
     load_schema,
     parse,
 )
-from connector.registry_stub import RegistryStub
-from connector.samples import SAMPLE_KINDS, make_messages, sample_record
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.samples import SAMPLE_KINDS, make_messages, sample_record
 
 pytestmark = pytest.mark.integration
 

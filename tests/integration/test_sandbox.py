@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.jsjson import dumps_bytes
-from connector.sandbox import (
+from connector.devtools.sandbox.server import (
     DEMO_ACCOUNT_ID,
     DEMO_TOKEN,
     DEMO_WORKSPACE_ID,
@@ -23,7 +22,8 @@ from connector.sandbox import (
     SandboxServer,
     run_sandbox,
 )
-from connector.signing import HmacAuth, StaticToken, derive_key, sign
+from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.signing import HmacAuth, StaticToken, derive_key, sign
 
 pytestmark = pytest.mark.integration
 
@@ -659,7 +659,7 @@ def test_run_sandbox_returns_1_when_the_port_is_taken(sandbox: SandboxServer) ->
 def test_run_sandbox_stops_cleanly_on_sigterm() -> None:
     code = (
         "import sys\n"
-        "from connector.sandbox import SandboxOptions, run_sandbox\n"
+        "from connector.devtools.sandbox.server import SandboxOptions, run_sandbox\n"
         "sys.exit(run_sandbox(SandboxOptions(port=0)))\n"
     )
     proc = subprocess.Popen(

@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 from connector.cli import main
+from connector.devtools.sandbox.server import (
+    DEMO_ACCOUNT_ID,
+    DEMO_TOKEN,
+    DEMO_WORKSPACE_ID,
+    SandboxOptions,
+    SandboxServer,
+)
 from connector.endpoints import ENDPOINT_KEYS, ENDPOINTS
-from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxOptions, SandboxServer
 from tests.support.http import preserved_structlog, valid_record, write_jsonl, write_send_config
 
 pytestmark = pytest.mark.integration

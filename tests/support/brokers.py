@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from connector.kafka import (
+from connector.kafka.adapter import (
     KafkaAdmin,
     KafkaConsumer,
     KafkaProducer,
@@ -16,7 +16,7 @@ from connector.kafka import (
     consumer_config,
     producer_config,
 )
-from connector.kafka_port import DeliveryError, Header, Record, TopicPartition
+from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
 
 # Tansu's group coordinator is slow to notice a vanished member; these keep tests short
 # (and librdkafka accepts them: heartbeat < session timeout, session < poll interval).

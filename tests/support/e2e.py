@@ -29,15 +29,15 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from connector.app import Connector, build_connector
-from connector.avro import encode_confluent, load_schema, parse
-from connector.config import Settings, parse_settings
-from connector.deadletter import H_OFFSET, H_PARTITION, H_TOPIC
-from connector.kafka import KafkaAdmin, KafkaProducer, admin_config
-from connector.kafka_port import DeliveryError, Header, Record, TopicPartition
-from connector.registry_stub import RegistryStub
-from connector.samples import sample_mappings, sample_record
-from connector.sandbox import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxServer
+from connector.avro.decoding import encode_confluent, load_schema, parse
+from connector.config.settings import Settings, parse_settings
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.samples import sample_mappings, sample_record
+from connector.devtools.sandbox.server import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxServer
+from connector.kafka.adapter import KafkaAdmin, KafkaProducer, admin_config
+from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
+from connector.pipeline.deadletter import H_OFFSET, H_PARTITION, H_TOPIC
+from connector.pipeline.wiring import Connector, build_connector
 from tests.support.brokers import (
     DEFAULT_WAIT_S,
     TEST_CONSUMER_PROPERTIES,
@@ -73,7 +73,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, poll_
 def bet_mapping(
     topic: str, *, fields: Mapping[str, str] | None = None, constants: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The demo's bet mapping (connector/demo_mappings.yaml) on `topic`, with extra fields or constants."""
+    """The demo's bet mapping (connector/devtools/demo_mappings.yaml) on `topic`, plus fields or constants."""
     entry = copy.deepcopy(sample_mappings()["bet"])
     entry["topic"] = topic
     if fields:
@@ -419,7 +419,7 @@ class Outcome:
 
 
 def free_port() -> int:
-    from connector.embedded_broker import free_port as _free_port
+    from connector.devtools.embedded_broker import free_port as _free_port
 
     return _free_port()
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import structlog
 
-from connector import logs
 from connector.endpoints import ENDPOINTS
+from connector.runtime import logs
 
 
 class FakeClock:

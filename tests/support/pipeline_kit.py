@@ -11,21 +11,21 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connector.avro import DecodeError, RecordDecoder, RegistryUnavailable
-from connector.config import (
+from connector.avro.decoding import DecodeError, RecordDecoder, RegistryUnavailable
+from connector.config.settings import (
     BackpressureSettings,
     BatchingSettings,
     DeadLetterSettings,
     DestinationSettings,
     MappingSettings,
 )
-from connector.deadletter import DeadLetterWriter
-from connector.ingest import Rejection, UploadCancelled, UploadResult
-from connector.jsjson import dumps_bytes
-from connector.kafka_memory import FakeClock, InMemoryBroker, InMemoryConsumer
-from connector.kafka_port import Record, TopicPartition
-from connector.mapping import TopicMapping
-from connector.pipeline import Pipeline, Route
+from connector.ingest.client import Rejection, UploadCancelled, UploadResult
+from connector.ingest.jsjson import dumps_bytes
+from connector.kafka.memory import FakeClock, InMemoryBroker, InMemoryConsumer
+from connector.kafka.ports import Record, TopicPartition
+from connector.mapping.compiled import TopicMapping
+from connector.pipeline.deadletter import DeadLetterWriter
+from connector.pipeline.loop import Pipeline, Route
 
 DEST = DestinationSettings(
     base_url="http://api.invalid/apigw/ingest",

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.avro import (
+from connector.avro.decoding import (
     BUNDLED_SCHEMAS_DIR,
     ConfluentAvroDecoder,
     DecodeError,

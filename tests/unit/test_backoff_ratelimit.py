@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.backoff import Backoff, parse_retry_after
-from connector.config import RetrySettings
-from connector.ratelimit import TokenBucket
+from connector.config.settings import RetrySettings
+from connector.ingest.backoff import Backoff, parse_retry_after
+from connector.ingest.ratelimit import TokenBucket
 
 pytestmark = pytest.mark.unit
 

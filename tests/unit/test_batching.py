@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.batching import BatchAccumulator, BatchItem, DispatchQueue
-from connector.kafka_port import Record, TopicPartition
+from connector.kafka.ports import Record, TopicPartition
+from connector.pipeline.batching import BatchAccumulator, BatchItem, DispatchQueue
 
 pytestmark = pytest.mark.unit
 

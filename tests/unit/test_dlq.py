@@ -1,4 +1,4 @@
-"""`connector.dlq` and its read, render and replay modules without a broker: arguments, header
+"""`connector.dlq.command` and its read, render and replay modules without a broker: arguments, header
 parsing, filters, reason grouping, tables, value decoding, the read loop's stop rules, replay planning
 and pacing, and the command flow (confirmation, exit codes) over the in-memory broker."""
 
@@ -13,20 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.avro import SchemaRegistryClient, encode_confluent, parse
+from connector.avro.decoding import SchemaRegistryClient, encode_confluent, parse
 from connector.cli import build_parser
-from connector.config import DeadLetterSettings, KafkaSettings, Settings
-from connector.deadletter import (
-    H_ENDPOINT,
-    H_FAILED_AT,
-    H_TOPIC,
-    DeadLetterWriter,
-    Stage,
-    dead_letter_headers,
-)
-from connector.dlq import DlqRequest, run_dlq
-from connector.dlq_read import DeadLetter, Filters, parse_position, parse_time_bound, read_partitions, select
-from connector.dlq_render import (
+from connector.config.settings import DeadLetterSettings, KafkaSettings, Settings
+from connector.dlq.command import DlqRequest, run_dlq
+from connector.dlq.read import DeadLetter, Filters, parse_position, parse_time_bound, read_partitions, select
+from connector.dlq.render import (
     HEX_PREVIEW_BYTES,
     compute_stats,
     format_age,
@@ -38,9 +30,17 @@ from connector.dlq_render import (
     show_value,
     stats_lines,
 )
-from connector.dlq_replay import REPLAYED_FROM, plan_replay, replay, replay_headers
-from connector.kafka_memory import FakeClock, InMemoryBroker
-from connector.kafka_port import KafkaPortError, Record, TopicPartition
+from connector.dlq.replay import REPLAYED_FROM, plan_replay, replay, replay_headers
+from connector.kafka.memory import FakeClock, InMemoryBroker
+from connector.kafka.ports import KafkaPortError, Record, TopicPartition
+from connector.pipeline.deadletter import (
+    H_ENDPOINT,
+    H_FAILED_AT,
+    H_TOPIC,
+    DeadLetterWriter,
+    Stage,
+    dead_letter_headers,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ EXAMPLE = ROOT / "examples" / "connector.yaml"
 
 def test_example_mappings_are_the_demo_mappings() -> None:
     example = yaml.safe_load(EXAMPLE.read_text())["mappings"]
-    demo = yaml.safe_load((ROOT / "connector" / "demo_mappings.yaml").read_text())["mappings"]
+    demo = yaml.safe_load((ROOT / "connector" / "devtools" / "demo_mappings.yaml").read_text())["mappings"]
     assert example == demo
 
 

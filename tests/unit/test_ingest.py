@@ -16,17 +16,17 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connector.backoff import Backoff
-from connector.config import BatchingSettings, DestinationSettings, RetrySettings
-from connector.ingest import (
+from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
+from connector.ingest.backoff import Backoff
+from connector.ingest.client import (
     RESPONSE_EXCERPT_BYTES,
     CredentialsError,
     IngestClient,
     RetryBudgetExceeded,
     UploadCancelled,
 )
-from connector.jsjson import dumps_bytes
-from connector.signing import derive_key, sign
+from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.signing import derive_key, sign
 from tests.support.http import FakeClock, RecordingAPI, error, logs_in_memory, ok, scripted
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""connector.jsjson must emit exactly what JavaScript's JSON.stringify emits.
+"""connector.ingest.jsjson must emit exactly what JavaScript's JSON.stringify emits.
 
 Two layers: literal vectors (each also cross-checked against Node when it is installed, so the
 expectations themselves are JavaScript's), and a property test that feeds generated records to a
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector import jsjson
-from connector.jsjson import NonFiniteNumberError, dumps, dumps_bytes, format_number
+from connector.ingest import jsjson
+from connector.ingest.jsjson import NonFiniteNumberError, dumps, dumps_bytes, format_number
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from connector.kafka_memory import FakeClock, InMemoryBroker, InMemoryConsumer
-from connector.kafka_port import CommitError, DeliveryError, FatalKafkaError, KafkaPortError, TopicPartition
+from connector.kafka.memory import FakeClock, InMemoryBroker, InMemoryConsumer
+from connector.kafka.ports import CommitError, DeliveryError, FatalKafkaError, KafkaPortError, TopicPartition
 
 pytestmark = pytest.mark.unit
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connector import logs
-from connector.config import BatchingSettings, DestinationSettings, RetrySettings
-from connector.ingest import CredentialsError, IngestClient
+from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
+from connector.ingest.client import CredentialsError, IngestClient
+from connector.runtime import logs
 from tests.support.http import FakeClock, RecordingAPI, ok, preserved_structlog
 
 pytestmark = pytest.mark.unit

@@ -14,9 +14,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from connector.config import DestinationSettings, MappingSettings
-from connector.mapping import MappingError, TopicMapping, split_path, to_json_value
-from connector.models import FieldKind, validate_record
+from connector.config.settings import DestinationSettings, MappingSettings
+from connector.ingest.models import FieldKind, validate_record
+from connector.mapping.compiled import MappingError, TopicMapping, split_path, to_json_value
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""connector.models: the nine ingest models (ingest-api.md, "Record models") and their validation.
+"""connector.ingest.models: the nine ingest models (ingest-api.md, "Record models") and their validation.
 
 Most parametrized cases are generated from MODELS itself, so every field of every model is
 exercised; the field tables are checked independently against the counts the document lists.
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.endpoints import ENDPOINT_KEYS, ENDPOINTS
-from connector.models import (
+from connector.ingest.models import (
     MODELS,
     FieldError,
     FieldKind,

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from connector.kafka_port import TopicPartition
-from connector.offsets import OffsetTracker, PartitionOffsets
+from connector.kafka.ports import TopicPartition
+from connector.pipeline.offsets import OffsetTracker, PartitionOffsets
 
 pytestmark = pytest.mark.unit
 TP = TopicPartition("t", 0)

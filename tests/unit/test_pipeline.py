@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-import connector.pipeline as pipeline_module
+import connector.pipeline.loop as pipeline_module
 from connector import __version__
-from connector.ingest import CredentialsError
-from connector.kafka_port import Header, Record, TopicPartition
-from connector.mapping import MappingError
-from connector.pipeline import Pipeline
+from connector.ingest.client import CredentialsError
+from connector.kafka.ports import Header, Record, TopicPartition
+from connector.mapping.compiled import MappingError
+from connector.pipeline.loop import Pipeline
 from tests.support.pipeline_kit import (
     DEPOSIT_MAPPING,
     EPOCH,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.kafka_port import TopicPartition
+from connector.kafka.ports import TopicPartition
 from tests.support.pipeline_kit import deposit, make_kit
 
 pytestmark = pytest.mark.unit

@@ -14,11 +14,16 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from connector.avro import DecodeError, RawAvroDecoder, encode_confluent, encode_raw, load_schema, parse
-from connector.config import DestinationSettings, MappingSettings
-from connector.mapping import MappingError, TopicMapping
-from connector.models import MODELS, validate_record
-from connector.samples import (
+from connector.avro.decoding import (
+    DecodeError,
+    RawAvroDecoder,
+    encode_confluent,
+    encode_raw,
+    load_schema,
+    parse,
+)
+from connector.config.settings import DestinationSettings, MappingSettings
+from connector.devtools.samples import (
     MAP_POISON_FIELDS,
     POISON_HEADER,
     SAMPLE_KINDS,
@@ -28,11 +33,13 @@ from connector.samples import (
     sample_mappings,
     sample_record,
 )
+from connector.ingest.models import MODELS, validate_record
+from connector.mapping.compiled import MappingError, TopicMapping
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_MAPPINGS = REPO / "connector" / "demo_mappings.yaml"
+DEMO_MAPPINGS = REPO / "connector" / "devtools" / "demo_mappings.yaml"
 DESTINATION = DestinationSettings.model_validate(
     {
         "base_url": "http://127.0.0.1:8088/apigw/ingest",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from connector.config import MappingSettings
-from connector.schema_check import CheckIssue, CheckResult, check_mapping
+from connector.config.settings import MappingSettings
+from connector.mapping.check import CheckIssue, CheckResult, check_mapping
 
 pytestmark = pytest.mark.unit
 

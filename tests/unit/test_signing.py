@@ -1,4 +1,4 @@
-"""connector.signing: HKDF key, HMAC signature, token sources and the httpx.Auth."""
+"""connector.ingest.signing: HKDF key, HMAC signature, token sources and the httpx.Auth."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from connector import signing
-from connector.jsjson import dumps_bytes
-from connector.signing import (
+from connector.ingest import signing
+from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.signing import (
     FileToken,
     HmacAuth,
     StaticToken,

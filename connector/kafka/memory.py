@@ -1,0 +1,631 @@
+"""An in-memory broker behind the Kafka ports: deterministic, instant, with an injectable clock.
+
+It models what the pipeline's correctness depends on, the way librdkafka shows it:
+- consumer groups with cooperative rebalancing: a member is told only about the partitions it
+  loses (`on_revoke`) or gains (`on_assign`), inside its own `consume()` call; a partition
+  reaches its new owner only after the old owner's `consume()` has delivered the revoke (during
+  `on_revoke` the partition is still owned and can be committed; during `on_assign` it is not yet);
+- positions start at the committed offset, else at `auto_offset_reset`;
+- commits are synchronous and refused for partitions the member does not own (recorded in
+  `InMemoryBroker.rejected_commits`, so tests can prove that never happened);
+- producer delivery reports run only from `poll()`/`flush()`; failures can be injected
+  (`fail_deliveries`, `fail_commits`) and acks held back (`hold_deliveries`);
+- end offsets are known only for partitions fetched at least once, as with librdkafka's cache.
+
+`close()` leaves the group without listener callbacks (the caller commits first), `kill()` is a
+crash, and `evict()` models a member thrown out of the group (it gets `on_lost`).
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from connector.kafka.ports import (
+    AdminPort,
+    CommitError,
+    ConsumerPort,
+    DeliveryCallback,
+    DeliveryError,
+    FatalKafkaError,
+    Header,
+    KafkaPortError,
+    ProducerPort,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+)
+
+_OFFSET_RESETS = {"earliest": "earliest", "smallest": "earliest", "latest": "latest", "largest": "latest"}
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to (or when a fake waits)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def __call__(self) -> float:
+        return self.now()
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a monotonic clock cannot go back")
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+
+CommitEntry = tuple[str, TopicPartition, int, str]  # (group, partition, offset, member)
+
+
+@dataclass
+class _Member:
+    member_id: str
+    consumer: InMemoryConsumer
+    topics: frozenset[str]
+
+
+@dataclass
+class _Group:
+    members: list[_Member] = field(default_factory=list)  # join order decides the round robin
+    target: dict[TopicPartition, str] = field(default_factory=dict)  # partition → member meant to own it
+
+
+class InMemoryBroker:
+    def __init__(self, clock: Callable[[], float] | FakeClock | None = None) -> None:
+        self.fake_clock: FakeClock | None
+        if clock is None:
+            clock = FakeClock()
+        self.fake_clock = clock if isinstance(clock, FakeClock) else None
+        self._clock: Callable[[], float] = clock.now if isinstance(clock, FakeClock) else clock
+        # Re-entrant: listener callbacks (run without it) may call back into the broker anyway.
+        self._lock = threading.RLock()
+        self._logs: dict[str, list[list[Record]]] = {}
+        self._committed: dict[tuple[str, TopicPartition], int] = {}
+        self._groups: dict[str, _Group] = {}
+        self._round_robin: dict[str, int] = {}
+        self._failing_deliveries: dict[str, list[str]] = {}
+        self._failing_commits = 0
+        self._member_count = 0
+        self.holding_deliveries = False
+        self.commit_log: list[CommitEntry] = []
+        self.rejected_commits: list[CommitEntry] = []
+
+    # --- time -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._clock()
+
+    def _wait(self, seconds: float) -> None:
+        """Nothing to return: a real client would block; the fake moves a fake clock instead."""
+        if self.fake_clock is not None and seconds > 0:
+            self.fake_clock.advance(seconds)
+
+    # --- topics and records -----------------------------------------------------------------
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        if partitions < 1:
+            raise ValueError("a topic needs at least one partition")
+        with self._lock:
+            if name in self._logs:
+                return
+            self._logs[name] = [[] for _ in range(partitions)]
+            for group_id, group in self._groups.items():
+                if any(name in member.topics for member in group.members):
+                    self._rebalance_locked(group_id)
+
+    def topics(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(parts) for name, parts in self._logs.items()}
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[Header] = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Record:
+        """Append a record (no delivery report involved: this is how tests feed the consumer)."""
+        with self._lock:
+            index = self._choose_partition(topic, key, partition)
+            log = self._partition_log(topic, index)
+            record = Record(
+                topic=topic,
+                partition=index,
+                offset=len(log),
+                key=key,
+                value=value,
+                headers=tuple(headers),
+                timestamp_ms=timestamp_ms if timestamp_ms is not None else int(self.now() * 1000),
+            )
+            log.append(record)
+            return record
+
+    def _choose_partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        partitions = self._logs.get(topic)
+        if partitions is None:
+            raise KafkaPortError(f"unknown topic {topic}")
+        if partition is None:
+            if key is not None:
+                partition = zlib.crc32(key) % len(partitions)
+            else:
+                partition = self._round_robin.get(topic, 0) % len(partitions)
+                self._round_robin[topic] = partition + 1
+        return partition
+
+    def _partition_log(self, topic: str, partition: int) -> list[Record]:
+        partitions = self._logs.get(topic)
+        if partitions is None:
+            raise KafkaPortError(f"unknown topic {topic}")
+        if not 0 <= partition < len(partitions):
+            raise KafkaPortError(f"unknown partition {topic}[{partition}]")
+        return partitions[partition]
+
+    def records(self, topic: str, partition: int | None = None) -> list[Record]:
+        with self._lock:
+            partitions = self._logs.get(topic)
+            if partitions is None:
+                raise KafkaPortError(f"unknown topic {topic}")
+            if partition is not None:
+                return list(self._partition_log(topic, partition))
+            return [record for log in partitions for record in log]
+
+    def end_offset(self, tp: TopicPartition) -> int:
+        with self._lock:
+            return len(self._partition_log(tp.topic, tp.partition))
+
+    # --- offsets ----------------------------------------------------------------------------
+    def committed(self, group: str, tp: TopicPartition) -> int | None:
+        with self._lock:
+            return self._committed.get((group, tp))
+
+    def fail_commits(self, count: int) -> None:
+        """The next `count` commits (from any member) raise CommitError and store nothing."""
+        with self._lock:
+            self._failing_commits += count
+
+    def _commit(
+        self, group: str, member: str, owned: set[TopicPartition], offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        with self._lock:
+            not_owned = sorted(tp for tp in offsets if tp not in owned)
+            if not_owned:
+                self.rejected_commits.extend((group, tp, offsets[tp], member) for tp in not_owned)
+                names = ", ".join(str(tp) for tp in not_owned)
+                raise CommitError(f"{member} does not own {names}")
+            if self._failing_commits > 0:
+                self._failing_commits -= 1
+                raise CommitError("injected commit failure")
+            for tp, offset in sorted(offsets.items()):
+                if offset < 0:
+                    raise ValueError(f"cannot commit offset {offset} for {tp}")
+            for tp, offset in sorted(offsets.items()):
+                self._committed[(group, tp)] = offset
+                self.commit_log.append((group, tp, offset, member))
+
+    # --- deliveries -------------------------------------------------------------------------
+    def fail_deliveries(self, topic: str, count: int, error: str = "injected delivery failure") -> None:
+        """The next `count` produce() calls to `topic` are not written and report a DeliveryError."""
+        with self._lock:
+            self._failing_deliveries.setdefault(topic, []).extend([error] * count)
+
+    def hold_deliveries(self, hold: bool = True) -> None:
+        """While held, producers' poll()/flush() run no delivery callbacks (a slow broker ack)."""
+        with self._lock:
+            self.holding_deliveries = hold
+
+    def _deliver(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header],
+        partition: int | None,
+    ) -> DeliveryError | None:
+        with self._lock:
+            failures = self._failing_deliveries.get(topic)
+            if failures:
+                return DeliveryError(failures.pop(0))
+            if topic not in self._logs:
+                return DeliveryError(f"unknown topic {topic}")
+            try:
+                self.produce(topic, value, key=key, headers=headers, partition=partition)
+            except KafkaPortError as exc:
+                return DeliveryError(str(exc))
+            return None
+
+    # --- clients ----------------------------------------------------------------------------
+    def consumer(
+        self, group_id: str, auto_offset_reset: str = "earliest", member_id: str | None = None
+    ) -> InMemoryConsumer:
+        if auto_offset_reset not in _OFFSET_RESETS:
+            raise ValueError(f"auto_offset_reset must be one of {sorted(_OFFSET_RESETS)}")
+        with self._lock:
+            self._member_count += 1
+            name = member_id or f"{group_id}-member-{self._member_count}"
+        return InMemoryConsumer(self, group_id, _OFFSET_RESETS[auto_offset_reset], name)
+
+    def producer(self) -> InMemoryProducer:
+        return InMemoryProducer(self)
+
+    def admin(self) -> InMemoryAdmin:
+        return InMemoryAdmin(self)
+
+    # --- groups -----------------------------------------------------------------------------
+    def members(self, group_id: str) -> list[str]:
+        with self._lock:
+            group = self._groups.get(group_id)
+            return [] if group is None else [member.member_id for member in group.members]
+
+    def owners(self, group_id: str) -> dict[TopicPartition, str]:
+        """Who owns what right now (callbacks delivered), for assertions."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                return {}
+            return {tp: m.member_id for m in group.members for tp in m.consumer.assignment()}
+
+    def rebalance(self, group_id: str) -> None:
+        """Re-spread the subscribed partitions among the group's live members, round robin."""
+        with self._lock:
+            self._rebalance_locked(group_id)
+
+    def evict(self, group_id: str, member_id: str) -> None:
+        """The coordinator drops a member (session or poll interval expired): its partitions go
+        to the others at once; the member hears `on_lost` on its next consume() and rejoins."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            member = next((m for m in group.members if m.member_id == member_id), None) if group else None
+            if group is None or member is None:
+                raise KeyError(f"{member_id} is not a member of {group_id}")
+            group.members.remove(member)
+            member.consumer._lose_membership()
+            self._rebalance_locked(group_id)
+
+    def _join(self, group_id: str, member: _Member) -> None:
+        with self._lock:
+            group = self._groups.setdefault(group_id, _Group())
+            existing = next((m for m in group.members if m.member_id == member.member_id), None)
+            if existing is not None:
+                existing.topics = member.topics
+            else:
+                group.members.append(member)
+            self._rebalance_locked(group_id)
+
+    def _leave(self, group_id: str, member_id: str) -> None:
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                return
+            group.members = [m for m in group.members if m.member_id != member_id]
+            self._rebalance_locked(group_id)
+
+    def _rebalance_locked(self, group_id: str) -> None:
+        group = self._groups.get(group_id)
+        if group is None:
+            return
+        subscribed = sorted({topic for member in group.members for topic in member.topics})
+        partitions = [
+            TopicPartition(topic, index)
+            for topic in subscribed
+            for index in range(len(self._logs.get(topic, [])))
+        ]
+        target: dict[TopicPartition, str] = {}
+        for turn, tp in enumerate(partitions):
+            eligible = [m.member_id for m in group.members if tp.topic in m.topics]
+            target[tp] = eligible[turn % len(eligible)]
+        group.target = target
+
+    def _revocations(self, group_id: str, member_id: str, owned: set[TopicPartition]) -> list[TopicPartition]:
+        """What this member owns but is no longer meant to."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            target = {} if group is None else group.target
+            return sorted(tp for tp in owned if target.get(tp) != member_id)
+
+    def _claim(self, group_id: str, consumer: InMemoryConsumer) -> list[TopicPartition]:
+        """The partitions meant for this member that nobody else holds any more, marked incoming
+        at once (under the lock) so that no other member can claim them as well."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                return []
+            held = {tp for m in group.members for tp in m.consumer._held()}
+            gain = sorted(
+                tp for tp, owner in group.target.items() if owner == consumer.member_id and tp not in held
+            )
+            consumer._mark_incoming(gain)
+            return gain
+
+
+class InMemoryConsumer:
+    """`ConsumerPort` of one group member; single-threaded like a librdkafka consumer."""
+
+    def __init__(self, broker: InMemoryBroker, group_id: str, auto_offset_reset: str, member_id: str) -> None:
+        self._broker = broker
+        self.group_id = group_id
+        self.member_id = member_id
+        self._reset = auto_offset_reset
+        self._listener: RebalanceListener | None = None
+        self._owned: set[TopicPartition] = set()
+        self._incoming: set[TopicPartition] = set()  # granted, on_assign not finished yet
+        self._owned_lock = threading.Lock()
+        self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._seen_high: dict[TopicPartition, int] = {}
+        self._topics: frozenset[str] = frozenset()
+        self._joined = False
+        self._lost = False
+        self._lost_partitions: list[TopicPartition] = []
+        self._closed = False
+        self._killed = False
+        self._rotation = 0
+
+    # --- helpers for the broker -------------------------------------------------------------
+    def _owned_snapshot(self) -> set[TopicPartition]:
+        with self._owned_lock:
+            return set(self._owned)
+
+    def _held(self) -> set[TopicPartition]:
+        """Owned, or being handed over to this member right now."""
+        with self._owned_lock:
+            return self._owned | self._incoming
+
+    def _mark_incoming(self, partitions: Iterable[TopicPartition]) -> None:
+        with self._owned_lock:
+            self._incoming = set(partitions)
+
+    def _take_incoming(self) -> None:
+        with self._owned_lock:
+            self._owned |= self._incoming
+            self._incoming = set()
+
+    def _drop_owned(self, partitions: Iterable[TopicPartition]) -> None:
+        with self._owned_lock:
+            self._owned -= set(partitions)
+
+    def _clear_owned(self) -> None:
+        with self._owned_lock:
+            self._owned = set()
+            self._incoming = set()
+
+    def _lose_membership(self) -> None:
+        # Ownership ends now (a commit from here on is refused); the member learns it later.
+        with self._owned_lock:
+            self._lost_partitions = sorted(self._owned)
+            self._owned = set()
+            self._incoming = set()
+        self._lost = True
+        self._joined = False
+
+    def _check_usable(self) -> None:
+        if self._killed:
+            raise FatalKafkaError(f"consumer {self.member_id} was killed")
+        if self._closed:
+            raise RuntimeError(f"consumer {self.member_id} is closed")
+
+    # --- ConsumerPort -----------------------------------------------------------------------
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._check_usable()
+        self._listener = listener
+        self._topics = frozenset(topics)
+        self._joined = True
+        self._broker._join(self.group_id, _Member(self.member_id, self, self._topics))
+
+    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        self._check_usable()
+        if self._lost:
+            self._deliver_lost()
+        if self._joined:
+            self._deliver_rebalance()
+        records = self._fetch(max_records)
+        if not records:
+            self._broker._wait(timeout_s)
+        return records
+
+    def _deliver_lost(self) -> None:
+        lost, self._lost_partitions = self._lost_partitions, []
+        self._lost = False
+        for tp in lost:
+            self._forget(tp)
+        try:
+            if lost and self._listener is not None:
+                self._listener.on_lost(lost)
+        finally:
+            # librdkafka rejoins by itself after losing its assignment.
+            self._joined = True
+            self._broker._join(self.group_id, _Member(self.member_id, self, self._topics))
+
+    def _deliver_rebalance(self) -> None:
+        revoke = self._broker._revocations(self.group_id, self.member_id, self._owned_snapshot())
+        if revoke:
+            try:
+                if self._listener is not None:
+                    self._listener.on_revoke(revoke)
+            finally:
+                # As with librdkafka, the unassign completes even when the callback raised.
+                self._drop_owned(revoke)
+                for tp in revoke:
+                    self._forget(tp)
+        gain = self._broker._claim(self.group_id, self)
+        if gain:
+            try:
+                if self._listener is not None:
+                    self._listener.on_assign(gain)
+            finally:
+                for tp in gain:
+                    self._positions[tp] = self._start_position(tp)
+                self._take_incoming()
+
+    def _forget(self, tp: TopicPartition) -> None:
+        self._positions.pop(tp, None)
+        self._paused.discard(tp)
+        self._seen_high.pop(tp, None)
+
+    def _start_position(self, tp: TopicPartition) -> int:
+        committed = self._broker.committed(self.group_id, tp)
+        if committed is not None:
+            return committed
+        return 0 if self._reset == "earliest" else self._broker.end_offset(tp)
+
+    def _fetch(self, max_records: int) -> list[Record]:
+        readable = sorted(tp for tp in self._owned_snapshot() if tp not in self._paused)
+        if not readable:
+            return []
+        # Start from a different partition each call so a busy partition cannot starve the others.
+        start = self._rotation % len(readable)
+        self._rotation += 1
+        records: list[Record] = []
+        for tp in readable[start:] + readable[:start]:
+            log = self._broker.records(tp.topic, tp.partition)
+            self._seen_high[tp] = len(log)
+            room = max_records - len(records)
+            if room <= 0:
+                continue
+            position = self._positions.get(tp, 0)
+            batch = log[position : position + room]
+            records.extend(batch)
+            self._positions[tp] = position + len(batch)
+        return records
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._killed:
+            raise FatalKafkaError(f"consumer {self.member_id} was killed")
+        if not offsets:
+            return
+        owned = set() if self._closed else self._owned_snapshot()
+        self._broker._commit(self.group_id, self.member_id, owned, offsets)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        owned = self._owned_snapshot()
+        # librdkafka ignores partitions that are not assigned (yet): so does the fake.
+        self._paused.update(tp for tp in partitions if tp in owned)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._positions.get(tp)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._owned_snapshot()
+
+    def committed(
+        self, partitions: Iterable[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int | None]:
+        return {tp: self._broker.committed(self.group_id, tp) for tp in partitions}
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        owned = self._owned_snapshot()
+        return {tp: high for tp, high in self._seen_high.items() if tp in owned}
+
+    def close(self) -> None:
+        if self._closed or self._killed:
+            return
+        self._closed = True
+        self._leave()
+
+    def kill(self) -> None:
+        """Crash: gone from the group at once, no callbacks, nothing committed; further calls fail."""
+        if self._killed:
+            return
+        self._killed = True
+        self._leave()
+
+    def _leave(self) -> None:
+        self._joined = False
+        self._clear_owned()
+        self._positions.clear()
+        self._paused.clear()
+        self._seen_high.clear()
+        self._broker._leave(self.group_id, self.member_id)
+
+
+class InMemoryProducer:
+    """`ProducerPort`: the record is written at produce() time, its report waits for poll/flush."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self._broker = broker
+        self._pending: list[tuple[DeliveryCallback, DeliveryError | None]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.produced = 0
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header],
+        on_delivery: DeliveryCallback,
+        partition: int | None = None,
+    ) -> None:
+        if self._closed:
+            raise RuntimeError("producer is closed")
+        outcome = self._broker._deliver(topic, key, value, headers, partition)
+        with self._lock:
+            self._pending.append((on_delivery, outcome))
+            self.produced += 1
+
+    def outstanding(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _run_callbacks(self) -> int:
+        if self._broker.holding_deliveries:
+            return 0
+        with self._lock:
+            ready, self._pending = self._pending, []
+        for callback, outcome in ready:
+            callback(outcome)
+        return len(ready)
+
+    def poll(self, timeout_s: float) -> int:
+        ran = self._run_callbacks()
+        if ran == 0:
+            self._broker._wait(timeout_s)
+        return ran
+
+    def flush(self, timeout_s: float) -> int:
+        if self._run_callbacks() == 0 and self.outstanding():
+            self._broker._wait(timeout_s)
+        return self.outstanding()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class InMemoryAdmin:
+    """`AdminPort` on the in-memory broker."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self._broker = broker
+
+    def create_topics(self, names: Sequence[str], partitions: int, timeout_s: float) -> None:
+        for name in names:
+            self._broker.create_topic(name, partitions)
+
+    def list_topics(self, timeout_s: float) -> dict[str, int]:
+        return self._broker.topics()
+
+
+if TYPE_CHECKING:  # mypy proves the fakes implement the ports
+
+    def _implements_ports(
+        consumer: InMemoryConsumer, producer: InMemoryProducer, admin: InMemoryAdmin
+    ) -> tuple[ConsumerPort, ProducerPort, AdminPort]:
+        return consumer, producer, admin

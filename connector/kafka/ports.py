@@ -1,0 +1,132 @@
+"""The small port the pipeline talks to instead of confluent-kafka.
+
+`connector.kafka.adapter` implements it on a real broker, `connector.kafka.memory` in memory with an
+injectable clock, so the commit, rebalance and backpressure logic is tested deterministically
+and then again against a real Kafka-protocol broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+Header = tuple[str, bytes | None]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record; its position travels with it all the way to the commit."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+class KafkaPortError(Exception):
+    """A broker-side failure the caller may retry (commit failed, broker unreachable...)."""
+
+
+class CommitError(KafkaPortError):
+    """The commit was not stored (e.g. the partition is no longer owned, or a rebalance is in progress)."""
+
+
+class FatalKafkaError(KafkaPortError):
+    """The client cannot continue (fatal librdkafka error, fenced producer, bad credentials)."""
+
+
+class DeliveryError(KafkaPortError):
+    """A produced record was not acknowledged by the broker."""
+
+
+class RebalanceListener(Protocol):
+    """Called from inside `ConsumerPort.consume`, on the consuming thread."""
+
+    def on_assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+
+class ConsumerPort(Protocol):
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None: ...
+
+    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to `max_records` records; waits at most `timeout_s`. Rebalance callbacks run in here."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Synchronously commit: each value is the next offset to read. Raises CommitError."""
+        ...
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def committed(
+        self, partitions: Iterable[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int | None]: ...
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        """End offsets as last seen in fetched data (not ListOffsets: some brokers answer it wrongly)."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group. No commit happens here; the caller commits first."""
+        ...
+
+
+DeliveryCallback = Callable[[DeliveryError | None], None]
+
+
+class ProducerPort(Protocol):
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header],
+        on_delivery: DeliveryCallback,
+        partition: int | None = None,
+    ) -> None:
+        """Queue a record. `on_delivery` runs later, from `poll` or `flush`, on the calling thread."""
+        ...
+
+    def poll(self, timeout_s: float) -> int:
+        """Serve delivery callbacks; returns how many ran."""
+        ...
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for outstanding deliveries; returns how many are still outstanding."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AdminPort(Protocol):
+    def create_topics(self, names: Sequence[str], partitions: int, timeout_s: float) -> None:
+        """Create the topics that do not exist yet (existing ones are left as they are)."""
+        ...
+
+    def list_topics(self, timeout_s: float) -> dict[str, int]:
+        """Topic name → partition count."""
+        ...

@@ -1,0 +1,97 @@
+"""Readiness and liveness, as the pipeline reports them to /readyz and /healthz."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from connector.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class Health:
+    """Ready when no reason against it is set. Each reason is logged once when it appears and
+    once when it clears, so a 3 a.m. reader sees why the pod went unready and when it recovered."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, stall_after_s: float = 120.0) -> None:
+        self._clock = clock
+        self._stall_after_s = stall_after_s
+        self._reasons: dict[str, str] = {"starting": "the consumer has not joined its group yet"}
+        self._lock = threading.Lock()
+        self._last_beat = clock()
+        self.on_change: Callable[[str, bool], None] | None = None
+
+    def set(self, reason: str, message: str, *, expected: bool = False) -> None:
+        """`expected`: a planned state (shutting down) that is logged at info, not error."""
+        with self._lock:
+            new = reason not in self._reasons
+            self._reasons[reason] = message
+        if new:
+            (log.info if expected else log.error)("connector not ready", reason=reason, detail=message)
+            if self.on_change:
+                self.on_change(reason, True)
+
+    def clear(self, reason: str) -> None:
+        with self._lock:
+            had = self._reasons.pop(reason, None) is not None
+        if had:
+            log.info("readiness restored", reason=reason)
+            if self.on_change:
+                self.on_change(reason, False)
+
+    def has(self, reason: str) -> bool:
+        with self._lock:
+            return reason in self._reasons
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return not self._reasons
+
+    def reasons(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._reasons)
+
+    def beat(self) -> None:
+        self._last_beat = self._clock()
+
+    @property
+    def alive(self) -> bool:
+        """False when the main loop has not come round for a long time (a hang, not a slow API)."""
+        return self._clock() - self._last_beat < self._stall_after_s
+
+
+class DeadLetterBreaker:
+    """Trips when more than `max_ratio` of the last `window` finished records were dead-lettered.
+
+    Counting against the full window (not the records seen so far) keeps a few early poison
+    records in a young stream from tripping it."""
+
+    def __init__(self, window: int, max_ratio: float) -> None:
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._limit = max_ratio * window
+        self._dead = 0
+        self.tripped = False
+
+    def record(self, dead: bool) -> bool:
+        """Count one finished record; returns True when this call tripped the breaker."""
+        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
+            self._dead -= 1
+        self._outcomes.append(dead)
+        if dead:
+            self._dead += 1
+        if not self.tripped and self._dead > self._limit:
+            self.tripped = True
+            return True
+        return False
+
+    @property
+    def limit(self) -> float:
+        return self._limit
+
+    @property
+    def window(self) -> int:
+        return self._outcomes.maxlen or 0
