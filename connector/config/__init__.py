@@ -1,0 +1,1 @@
+"""YAML → frozen settings: `${VAR}` interpolation and one-line errors that name the key path."""

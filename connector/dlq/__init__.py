@@ -1,0 +1,1 @@
+"""`dlq list | show | stats | replay`: read the dead-letter topic without a group, render it, redrive it."""
