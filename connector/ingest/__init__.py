@@ -1,1 +1,1 @@
-"""The OptiKPI ingest API client side: endpoints, models and validation, JSON.stringify bytes, signing, uploads."""
+"""The ingest API's client side: models and validation, JSON.stringify bytes, signing, uploads."""

@@ -1,1 +1,1 @@
-"""Kafka behind a small port. The only package that imports confluent_kafka; `memory` is the in-memory fake."""
+"""Kafka behind a small port; the only package importing confluent_kafka. `memory` is the fake."""
