@@ -1,1 +1,1 @@
-"""Compiled topic mappings (Avro record → ingest JSON record) and their static check against schema and model."""
+"""Compiled topic mappings (Avro record → ingest JSON record) and their static check."""
