@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from connector.config.settings import Settings, parse_settings
+from connector.errors import ExitCode
 from connector.pipeline.loop import Pipeline
 from connector.runtime.logs import get_logger
 
@@ -139,7 +140,7 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
                 f"demo: FAILED: only {settled} of {total} events were settled within {timeout_s:.0f}s",
                 flush=True,
             )
-            return 1
+            return ExitCode.FAILURE
         return code
 
 

@@ -58,6 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from connector.endpoints import ENDPOINTS, MAX_RECORDS_PER_REQUEST, Endpoint
+from connector.errors import ExitCode
 from connector.ingest.models import FieldError, validate_record
 from connector.ingest.ratelimit import TokenBucket
 from connector.ingest.signing import derive_key, verify
@@ -883,7 +884,7 @@ def run_sandbox(options: SandboxOptions) -> int:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         _log.error("sandbox cannot listen", host=options.host, port=options.port, reason=reason)
-        return 1
+        return ExitCode.FAILURE
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -910,4 +911,4 @@ def run_sandbox(options: SandboxOptions) -> int:
             signal.signal(sig, handler)
     stats = server.stats()
     _log.info("sandbox stopped", accepted=sum(stats["accepted"].values()), duplicates=stats["duplicates"])
-    return 0
+    return ExitCode.OK
