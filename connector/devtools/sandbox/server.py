@@ -13,7 +13,6 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -22,7 +21,7 @@ from typing import Any, Final
 import structlog
 
 from connector.devtools.sandbox.handler import INGEST_PREFIX, SandboxAPI, SandboxHandler
-from connector.devtools.sandbox.state import Faults, SandboxState, check_faults
+from connector.devtools.sandbox.state import Clock, Faults, SandboxState, check_faults
 from connector.errors import ExitCode
 from connector.runtime.httpserver import BackgroundHTTPServer
 from connector.runtime.logs import register_secret
@@ -40,8 +39,6 @@ __all__ = [
 DEMO_TOKEN: Final = "sandbox-token"
 DEMO_ACCOUNT_ID: Final = "sandbox-account"
 DEMO_WORKSPACE_ID: Final = "sandbox-workspace"
-
-Clock = Callable[[], float]
 
 _log = structlog.get_logger("connector.devtools.sandbox.server")
 
