@@ -16,8 +16,7 @@ from pathlib import Path
 from connector import __version__
 from connector.config.settings import ConfigError, Settings, load_settings
 from connector.endpoints import ENDPOINT_KEYS
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from connector.errors import ExitCode
 
 
 def _fraction(text: str) -> float:
@@ -208,16 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration error: {line}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:
         # Bad input never ends in a traceback; a bug shows one only when asked for (--log-level debug).
         if level == "debug":
             raise
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
 
 
 def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
@@ -321,29 +320,29 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     path: Path = args.file
     if not path.is_file():
         print(f"error: {path}: no such file", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     destination = settings.optikpi
     assert destination is not None
     try:
         client = IngestClient(destination, settings.retry, settings.batching)
     except TokenFileError as exc:
         print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         report = send_file(args.endpoint, path, settings, client, sys.stdout)
     except CredentialsError as exc:
         key = "optikpi.base_url" if exc.wrong_base_url else "optikpi.auth_token"
         print(f"configuration error: {key}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except TokenFileError as exc:
         print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except RetryBudgetExceeded as exc:
         print(f"error: {exc}; records after the last accepted request were not sent", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     except UnicodeDecodeError:
         print(f"error: {path}: not UTF-8 text", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     finally:
         client.close()
     print(summary(report, path))

@@ -11,25 +11,16 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from connector.config.settings import Settings, parse_settings
+from connector.errors import ExitCode
 from connector.pipeline.loop import Pipeline
-from connector.runtime.logs import get_logger
-
-log = get_logger(__name__)
-
-DEMO_TOPICS = {
-    "casino.bets": ("gaming-activity", "bet"),
-    "casino.deposits": ("deposit", "deposit"),
-    "casino.withdrawals": ("withdraw", "withdrawal"),
-    "casino.account-events": ("account", "account_event"),
-    "casino.wallet-balances": ("wallet-balance", "wallet_balance"),
-    "casino.customers": ("customers", "customer_profile"),
-}
+from connector.runtime.tables import render_table
 
 
 def demo_config(
@@ -139,7 +130,7 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
                 f"demo: FAILED: only {settled} of {total} events were settled within {timeout_s:.0f}s",
                 flush=True,
             )
-            return 1
+            return ExitCode.FAILURE
         return code
 
 
@@ -152,16 +143,19 @@ def _print_summary(
 ) -> None:
     by_endpoint = Counter(endpoint for endpoint, _ in accepted)
     print("\naccepted by the ingest API (sandbox)")
-    for endpoint, n in sorted(by_endpoint.items()):
-        print(f"  {endpoint:<16} {n:>7}")
-    print(f"  {'total':<16} {sum(by_endpoint.values()):>7}")
+    print(*_count_table("ENDPOINT", sorted(by_endpoint.items())), sep="\n")
     print("\ndead-lettered, by stage")
-    for stage, n in pipeline.dead_lettered_by_stage.items():
-        print(f"  {stage:<16} {n:>7}")
-    print(f"  {'total':<16} {sum(pipeline.dead_lettered_by_stage.values()):>7}")
+    print(*_count_table("STAGE", pipeline.dead_lettered_by_stage.items()), sep="\n")
     total = sum(g + p for g, p in produced.values())
     print(
         f"\n{total} events produced, {pipeline.stats['accepted']} accepted, "
         f"{pipeline.stats['dead_lettered']} dead-lettered, {pipeline.stats['commits']} offset commits, "
         f"{elapsed:.1f}s"
     )
+
+
+def _count_table(title: str, counts: Iterable[tuple[str, int]]) -> list[str]:
+    counted = list(counts)
+    rows = [[name, str(n)] for name, n in counted]
+    rows.append(["total", str(sum(n for _, n in counted))])
+    return ["  " + line for line in render_table([title, "RECORDS"], rows, right=[1])]

@@ -12,12 +12,13 @@ import json
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import fastavro
 from fastavro.schema import SchemaParseException
+
+from connector.runtime.httpserver import BackgroundHTTPServer, QuietHandler
 
 __all__ = ["RegistryStub"]
 
@@ -54,8 +55,7 @@ class RegistryStub:
         self._by_id: dict[int, tuple[str, list[dict[str, Any]]]] = {}
         self._id_by_key: dict[str, int] = {}
         self._subjects: dict[str, list[int]] = {}  # subject -> ids, index = version - 1
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundHTTPServer | None = None
         self.unavailable = False
         self.request_count = 0
         # (method, path) of recent requests, for tests; bounded for long demo runs.
@@ -64,25 +64,15 @@ class RegistryStub:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> RegistryStub:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((self._host, self._port), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="registry-stub", daemon=True
-        )
-        self._thread.start()
+        if self._server is None:
+            server = BackgroundHTTPServer(self._host, self._port, _handler_for(self), name="registry-stub")
+            self._server = server.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+        server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join()
+            server.stop()
 
     def __enter__(self) -> RegistryStub:
         return self.start()
@@ -92,13 +82,16 @@ class RegistryStub:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("RegistryStub is not started")
-        return int(self._server.server_address[1])
+        return self._started().port
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return self._started().url
+
+    def _started(self) -> BackgroundHTTPServer:
+        if self._server is None:
+            raise RuntimeError("RegistryStub is not started")
+        return self._server
 
     # -- the registry --------------------------------------------------------------------------
 
@@ -243,31 +236,18 @@ class RegistryStub:
         return payload["schema"], references
 
 
-def _handler_for(stub: RegistryStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like the real registry behind httpx's pool
-        # Headers and body go out as two writes; with Nagle on, each answer would wait for the
-        # client's delayed ACK (~40 ms).
-        disable_nagle_algorithm = True
-
+def _handler_for(stub: RegistryStub) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
             status, payload = stub._route(method, self.path, self.headers.get("Authorization"), body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(status, json.dumps(payload).encode(), CONTENT_TYPE)
 
         def do_GET(self) -> None:
             self._serve("GET")
 
         def do_POST(self) -> None:
             self._serve("POST")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # tests and the demo have their own output
 
     return Handler

@@ -36,13 +36,12 @@ from connector.dlq.render import (
     stats_lines,
 )
 from connector.dlq.replay import ReplayItem, ReplayReport, plan_replay, replay
+from connector.errors import ExitCode
 from connector.kafka.ports import KafkaPortError, ProducerPort, Record, TopicPartition
 from connector.pipeline.deadletter import H_TOPIC
 
 if TYPE_CHECKING:
     from connector.avro.decoding import SchemaRegistryClient
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RATE = 100.0
@@ -109,7 +108,7 @@ def run_dlq(
             "error: stdin is not a terminal, so dlq replay cannot ask for confirmation: pass --yes "
             "(or --dry-run)"
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     assert settings.kafka is not None and settings.dead_letter is not None
     dlq_topic = settings.dead_letter.topic
     source = _open(settings, source_factory)
@@ -121,7 +120,7 @@ def run_dlq(
                 f"error: cannot reach Kafka at {settings.kafka.bootstrap_servers} within "
                 f"{request.timeout_s:g} s: {source.last_error or exc}"
             )
-            return EXIT_FAILURE
+            return ExitCode.FAILURE
         partitions = topics.get(dlq_topic, 0)
         if request.action == "show":
             return _show(settings, request, source, dlq_topic, partitions, io)
@@ -136,7 +135,7 @@ def run_dlq(
                 result = read_partitions(source, positions, idle_timeout_s=request.timeout_s, clock=clock)
             except KafkaPortError as exc:
                 io.error(f"error: reading {dlq_topic} failed: {exc}")
-                return EXIT_FAILURE
+                return ExitCode.FAILURE
     finally:
         source.close()
     if result.incomplete:
@@ -157,7 +156,7 @@ def run_dlq(
         )
     else:
         raise ValueError(f"unknown dlq action {request.action!r}")
-    return EXIT_FAILURE if result.incomplete else code
+    return ExitCode.FAILURE if result.incomplete else code
 
 
 def _open(settings: Settings, factory: Callable[[], PartitionSource] | None) -> PartitionSource:
@@ -192,7 +191,7 @@ def _list(
         io.print(*list_lines(entries, now))
     else:
         io.print("no matching dead-letter records")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _stats(selected: Sequence[Record], dlq_topic: str, result: ReadResult, as_json: bool, io: _Io) -> int:
@@ -211,7 +210,7 @@ def _stats(selected: Sequence[Record], dlq_topic: str, result: ReadResult, as_js
         )
     else:
         io.print(*stats_lines(stats, dlq_topic))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _show(
@@ -227,16 +226,16 @@ def _show(
         partition, offset = parse_position(request.position)
     except ValueError as exc:
         io.error(f"error: {exc}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if partition is None:
         if partitions > 1:
             io.error(f"error: {dlq_topic} has {partitions} partitions: give PARTITION:OFFSET")
-            return EXIT_USAGE
+            return ExitCode.USAGE
         partition = 0
     if partition >= partitions:
         what = "does not exist" if not partitions else f"has no partition {partition}"
         io.error(f"not found: {dlq_topic} {what}")
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     tp = TopicPartition(dlq_topic, partition)
     try:
         result = read_partitions(
@@ -244,14 +243,14 @@ def _show(
         )
     except KafkaPortError as exc:
         io.error(f"error: reading {dlq_topic} failed: {exc}")
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     record = next((r for r in result.records if r.offset == offset), None)
     if record is None:
         if result.incomplete:
             io.error(f"error: partition {partition} of {dlq_topic} sent nothing for {request.timeout_s:g} s")
         else:
             io.error(f"not found: {dlq_topic} has no record at {partition}:{offset}")
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     registry = _registry_if_needed(settings, record.value)
     try:
         doc = show_json(record, dlq_topic, registry)
@@ -262,7 +261,7 @@ def _show(
         io.json(doc)
     else:
         io.print(*show_lines(doc))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _registry_if_needed(settings: Settings, value: bytes | None) -> SchemaRegistryClient | None:
@@ -292,7 +291,7 @@ def _replay(
     missing = sorted(t for t in targets if t not in topics)
     if missing:
         io.error(f"error: target topic(s) {', '.join(missing)} do not exist; nothing replayed")
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     if request.dry_run:
         if request.as_json:
             io.json(
@@ -308,20 +307,20 @@ def _replay(
             io.print(f"dry run: {len(items)} record(s) would be replayed; nothing was sent")
             if items:
                 io.print(*dry_run_lines(items))
-        return EXIT_FAILURE if skipped else EXIT_OK
+        return ExitCode.FAILURE if skipped else ExitCode.OK
     if not items:
         if request.as_json:
             io.json({"dry_run": False, "topic": dlq_topic, "selected": len(selected), "sent": 0})
         else:
             io.print("nothing to replay")
-        return EXIT_FAILURE if skipped else EXIT_OK
+        return ExitCode.FAILURE if skipped else ExitCode.OK
     if not request.yes:
         summary = ", ".join(f"{topic} ({n})" for topic, n in sorted(targets.items()))
         io.err.write(f"replay {len(items)} record(s) to {summary}? [y/N] ")
         io.err.flush()
         if stdin.readline().strip().lower() not in ("y", "yes"):
             io.error("aborted: nothing replayed")
-            return EXIT_FAILURE
+            return ExitCode.FAILURE
     report = _send(settings, request, items, producer_factory, clock, sleep)
     if request.as_json:
         io.json(
@@ -355,7 +354,7 @@ def _replay(
         if failed > _MAX_LISTED_FAILURES:
             io.error(f"… and {failed - _MAX_LISTED_FAILURES} more failures")
     ok = report.delivered == report.sent and not skipped
-    return EXIT_OK if ok else EXIT_FAILURE
+    return ExitCode.OK if ok else ExitCode.FAILURE
 
 
 def _send(

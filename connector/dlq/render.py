@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.dlq.read import NO_VALUE, DeadLetter
 from connector.kafka.ports import Record
+from connector.runtime.tables import render_table
 
 if TYPE_CHECKING:
     from connector.avro.decoding import SchemaRegistryClient
@@ -43,23 +44,6 @@ def one_line(text: str, width: int) -> str:
     # Control characters from a header written by another tool must not reach the terminal.
     flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def render_table(
-    header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()
-) -> list[str]:
-    """Plain-text columns, two spaces apart; columns in `right` are right-aligned."""
-    table = [list(header), *(list(row) for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    right_aligned = set(right)
-    lines = []
-    for row in table:
-        cells = [
-            cell.rjust(width) if i in right_aligned else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
 
 
 def _age_s(entry: DeadLetter, now: datetime) -> float | None:

@@ -3,60 +3,51 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from connector.runtime.health import Health
+from connector.runtime.httpserver import BackgroundHTTPServer, QuietHandler
 from connector.runtime.metrics import Metrics
+
+_JSON = "application/json"
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HealthServer:
     def __init__(self, health: Health, metrics: Metrics, host: str = "0.0.0.0", port: int = 8080) -> None:
         self._health = health
         self._metrics = metrics
-        handler = self._handler()
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-server", daemon=True)
+        self._server = BackgroundHTTPServer(host, port, self._handler(), name="health-server")
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> HealthServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[QuietHandler]:
         health, metrics = self._health, self._metrics
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # probes every few seconds: no noise
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(QuietHandler):
+            # Probes open a connection per request; keep-alive would only hold a thread per prober.
+            protocol_version = "HTTP/1.0"
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
                     ok = health.alive
-                    self._send(200 if ok else 503, json.dumps({"alive": ok}).encode(), "application/json")
+                    self.reply(200 if ok else 503, json.dumps({"alive": ok}).encode(), _JSON)
                 elif path == "/readyz":
                     reasons = health.reasons()
                     body = json.dumps({"ready": not reasons, "reasons": reasons}).encode()
-                    self._send(200 if not reasons else 503, body, "application/json")
+                    self.reply(200 if not reasons else 503, body, _JSON)
                 elif path == "/metrics":
-                    self._send(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+                    self.reply(200, metrics.render(), _PROMETHEUS_TEXT)
                 else:
-                    self._send(404, b'{"error":"not found"}', "application/json")
+                    self.reply(404, b'{"error":"not found"}', _JSON)
 
         return Handler

@@ -174,7 +174,7 @@ def test_records_filter_by_endpoint(client: httpx.Client, admin: httpx.Client) -
 
 
 def test_accepts_the_documented_signing_vector() -> None:
-    # The test vector of ingest-api.md, sent as raw bytes: the server-side check agrees with the contract.
+    # The test vector of docs/ingest-api.md, sent as raw bytes: the server agrees with the contract.
     token, account, workspace = "tok_test_123", "68911b7ad58ad825ec00c5ef", "68911b7ad825ec00c5ef"
     body = (
         b'[{"account_id":"68911b7ad58ad825ec00c5ef","workspace_id":"68911b7ad825ec00c5ef","user_id":"u1",'

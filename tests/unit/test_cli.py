@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from connector import __version__
-from connector.cli import EXIT_USAGE, build_parser, main
+from connector.cli import build_parser, main
+from connector.errors import ExitCode
 from tests.support.http import preserved_structlog, valid_record, write_jsonl, write_send_config
 
 pytestmark = pytest.mark.unit
@@ -118,7 +119,7 @@ def test_help_exits_0_and_never_shows_a_token(
     ],
 )
 def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert exit_code(argv) == EXIT_USAGE
+    assert exit_code(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert "usage:" in err and "error:" in err and "Traceback" not in err
 
@@ -139,7 +140,7 @@ batching:
         encoding="utf-8",
     )
     records = write_jsonl(tmp_path / "r.jsonl", [valid_record("deposit", 1)])
-    assert main(["send", "deposit", str(records), "--config", str(config)]) == EXIT_USAGE
+    assert main(["send", "deposit", str(records), "--config", str(config)]) == ExitCode.USAGE
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 3, err
@@ -158,7 +159,7 @@ def test_a_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     records = write_jsonl(tmp_path / "r.jsonl", [valid_record("deposit", 1)])
     code = main(["send", "deposit", str(records), "--config", str(tmp_path / "nope.yaml")])
     err = capsys.readouterr().err
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert err.startswith("configuration error:") and "nope.yaml" in err and "Traceback" not in err
 
 
@@ -193,7 +194,7 @@ def test_ids_and_token_that_cannot_be_headers_are_configuration_errors(
     records = write_jsonl(tmp_path / "r.jsonl", [valid_record("deposit", 1)])
     code = main(["send", "deposit", str(records), "--config", str(config)])
     out, err = capsys.readouterr()
-    assert code == EXIT_USAGE, out + err
+    assert code == ExitCode.USAGE, out + err
     assert err.startswith("configuration error:") and f"optikpi.{field}" in err
     assert "Traceback" not in err
     if field == "auth_token":
@@ -219,9 +220,22 @@ def test_a_token_file_that_cannot_be_a_header_is_a_configuration_error(
     records = write_jsonl(tmp_path / "r.jsonl", [valid_record("deposit", 1)])
     code = main(["send", "deposit", str(records), "--config", str(config)])
     out, err = capsys.readouterr()
-    assert code == EXIT_USAGE, out + err
+    assert code == ExitCode.USAGE, out + err
     assert "configuration error: optikpi.auth_token_file" in err and "printable ASCII" in err
     assert "Traceback" not in err and "tökén" not in out + err
+
+
+def test_exit_codes_are_the_documented_contract() -> None:
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 130]
+
+
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("connector.cli._dispatch", interrupted)
+    assert main(["sandbox"]) == ExitCode.INTERRUPTED
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_python_dash_m_connector_version() -> None:

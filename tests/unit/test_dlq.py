@@ -24,7 +24,6 @@ from connector.dlq.render import (
     format_age,
     list_lines,
     normalize_reason,
-    render_table,
     show_json,
     show_lines,
     show_value,
@@ -362,12 +361,6 @@ def test_stats_count_by_stage_reason_endpoint_and_topic() -> None:
     stage_rows = lines[lines.index("STAGE     COUNT") + 1 :][:3]
     assert [row.split() for row in stage_rows] == [["DECODE", "2"], ["VALIDATE", "2"], ["UPLOAD", "1"]]
     assert {len(row) for row in stage_rows} == {len("STAGE     COUNT")}
-
-
-def test_tables_align_columns_and_right_align_numbers() -> None:
-    lines = render_table(["NAME", "COUNT"], [["a", "1"], ["longer-name", "120"]], right=[1])
-
-    assert lines == ["NAME         COUNT", "a                1", "longer-name    120"]
 
 
 def test_the_list_table_shows_one_aligned_row_per_record_with_a_short_reason_and_age() -> None:
