@@ -52,7 +52,9 @@ def tool(name: str) -> str:
     return found
 
 
-def run(args: list[str], env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -66,7 +68,9 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def check_offline(config: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """`optikpi-connector check --offline` on a configuration file, as a separate process."""
-    return run([sys.executable, "-m", "connector", "check", "--offline", "--config", str(config)], clean_env(env))
+    return run(
+        [sys.executable, "-m", "connector", "check", "--offline", "--config", str(config)], clean_env(env)
+    )
 
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
@@ -133,7 +137,9 @@ class Rendered:
 
     def one(self, kind: str, name_suffix: str = "") -> dict[str, Any]:
         found = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
-        assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {[o['metadata']['name'] for o in found]}"
+        assert len(found) == 1, (
+            f"expected one {kind} named *{name_suffix}, got {[o['metadata']['name'] for o in found]}"
+        )
         return found[0]
 
     def maybe(self, kind: str) -> list[dict[str, Any]]:
@@ -154,7 +160,9 @@ class Rendered:
 
     @property
     def config_map(self) -> dict[str, Any]:
-        return next(o for o in self.objects if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {}))
+        return next(
+            o for o in self.objects if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {})
+        )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -185,7 +193,9 @@ def render(values: dict[str, Any] | None = None) -> Rendered:
             continue
         for doc in yaml.safe_load_all(text):
             if doc:
-                assert isinstance(doc, dict) and "kind" in doc, f"{path}: not a Kubernetes object: {doc!r:.200}"
+                assert isinstance(doc, dict) and "kind" in doc, (
+                    f"{path}: not a Kubernetes object: {doc!r:.200}"
+                )
                 objects.append(doc)
     return Rendered(values or {}, merged, files, objects)
 

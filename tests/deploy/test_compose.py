@@ -54,7 +54,14 @@ def test_compose_config_is_valid() -> None:
 
 
 def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"kafka", "schema-registry", "sandbox", "create-topics", "produce-sample", "connector"}
+    assert set(services) == {
+        "kafka",
+        "schema-registry",
+        "sandbox",
+        "create-topics",
+        "produce-sample",
+        "connector",
+    }
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["schema-registry"]["image"].startswith("confluentinc/cp-schema-registry:")
 
@@ -92,7 +99,12 @@ def test_dependencies_wait_for_health_or_completion(services: dict[str, dict[str
             else:
                 assert how["condition"] == "service_healthy", (name, dep)
                 assert services[dep].get("healthcheck"), (name, dep)
-    assert set(services["connector"]["depends_on"]) >= {"kafka", "schema-registry", "sandbox", "create-topics"}
+    assert set(services["connector"]["depends_on"]) >= {
+        "kafka",
+        "schema-registry",
+        "sandbox",
+        "create-topics",
+    }
     assert set(services["produce-sample"]["depends_on"]) >= {"create-topics", "schema-registry"}
 
 
@@ -118,11 +130,16 @@ def test_mounted_config_passes_check_offline_with_the_services_environment(
 def test_connector_reaches_the_other_services(services: dict[str, dict[str, Any]]) -> None:
     env = services["connector"]["environment"]
     kafka_host, _, kafka_port = env["KAFKA_BOOTSTRAP_SERVERS"].partition(":")
-    assert f"PLAINTEXT://{kafka_host}:{kafka_port}" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert (
+        f"PLAINTEXT://{kafka_host}:{kafka_port}"
+        in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    )
     assert kafka_host in services
     registry = urlsplit(env["SCHEMA_REGISTRY_URL"])
     assert registry.hostname in services
-    assert services[registry.hostname]["environment"]["SCHEMA_REGISTRY_LISTENERS"].endswith(f":{registry.port}")
+    assert services[registry.hostname]["environment"]["SCHEMA_REGISTRY_LISTENERS"].endswith(
+        f":{registry.port}"
+    )
     api = urlsplit(env["OPTIKPI_BASE_URL"])
     assert api.hostname == "sandbox" and api.path == "/apigw/ingest"
     sandbox = services["sandbox"]["command"]

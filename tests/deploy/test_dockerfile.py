@@ -70,7 +70,9 @@ def test_hadolint_is_clean() -> None:
 def test_multi_stage_wheel_build_and_pinned_slim_runtime() -> None:
     stages = _stages()
     assert len(stages) >= 2
-    builder = next(s for s in stages.values() if any("pip wheel" in r or "-m build" in r for w, r in s if w == "RUN"))
+    builder = next(
+        s for s in stages.values() if any("pip wheel" in r or "-m build" in r for w, r in s if w == "RUN")
+    )
     final = _final()
     assert builder is not final, "the wheel is built in a builder stage"
     image = final[0][1].split()[0]

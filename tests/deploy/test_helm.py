@@ -223,7 +223,10 @@ def test_probes_use_healthz_and_readyz_on_the_configured_port(rendered: Rendered
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     service = rendered.one("Service")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    assert service["spec"]["selector"].items() <= rendered.deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= rendered.deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_pod_is_locked_down(rendered: Rendered) -> None:
@@ -247,8 +250,9 @@ def test_config_change_rolls_the_pods(default_render: Rendered) -> None:
     configmap_text = default_render.files["optikpi-connector/templates/configmap.yaml"]
     assert annotations["checksum/config"] == hashlib.sha256(configmap_text.encode()).hexdigest()
     changed = render({"config": {"batching": {"max_wait_ms": 250}}})
-    assert changed.deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != (
-        annotations["checksum/config"]
+    assert (
+        changed.deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        != (annotations["checksum/config"])
     )
 
 
