@@ -51,6 +51,9 @@ bench: $(STAMP) ## benchmarks; figures are written to docs/
 	$(BIN)/python bench/bench_sandbox.py
 	$(BIN)/python bench/bench_pipeline.py
 
+check-deploy: $(STAMP) ## offline checks of the Dockerfile, docker-compose.yml and the Helm chart
+	$(BIN)/python -m pytest tests/deploy -q
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check connector tests bench
 	$(BIN)/ruff format --check connector tests bench
