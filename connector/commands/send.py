@@ -15,7 +15,8 @@ from connector.config.settings import DestinationSettings, Settings
 from connector.endpoints import ENDPOINTS
 from connector.ingest.client import IngestClient
 from connector.ingest.jsjson import NonFiniteNumberError, dumps_bytes
-from connector.ingest.models import MODELS, format_errors, validate_record
+from connector.ingest.models import MODELS
+from connector.ingest.validation import format_errors, validate_record
 
 CHUNK_RECORDS = 5000  # records handed to the client at a time; it cuts them into requests
 

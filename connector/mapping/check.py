@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from connector.config.settings import MappingSettings
-from connector.ingest.models import MODELS, FieldKind, Model, validate_record
+from connector.ingest.models import MODELS, FieldKind, Model
+from connector.ingest.validation import validate_record
 from connector.mapping.compiled import MappingError, split_path, to_json_value
 
 __all__ = ["CheckIssue", "CheckResult", "check_mapping"]

@@ -15,7 +15,8 @@ import fastavro
 import pytest
 
 from connector.config.settings import DestinationSettings, MappingSettings
-from connector.ingest.models import FieldKind, validate_record
+from connector.ingest.models import FieldKind
+from connector.ingest.validation import validate_record
 from connector.mapping.compiled import MappingError, TopicMapping, split_path, to_json_value
 
 pytestmark = pytest.mark.unit
