@@ -1,4 +1,6 @@
-"""The nine ingest endpoints: path, fixed event category and the server's rate limit."""
+"""The ingest API's contract the layers above share: the nine endpoints (path, fixed event category,
+the server's rate limit), the per-request record limit, and what the auth headers may carry.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ class Endpoint:
     # The fixed `event_category` value; None where the record has no category (customers,
     # extattributes) or where it is free text (system-events).
     category: str | None
-    # Requests per second the server allows (ingest-api.md); also our client-side default.
+    # Requests per second the server allows (docs/ingest-api.md); also our client-side default.
     rate_limit: float
 
 
@@ -36,3 +38,13 @@ ENDPOINT_KEYS: Final[tuple[str, ...]] = tuple(ENDPOINTS)
 
 # Hard limit of the API: records per request.
 MAX_RECORDS_PER_REQUEST: Final[int] = 500
+
+# The token and the ids travel as HTTP headers and feed the signing key. Many servers read header
+# bytes back as Latin-1, so any other character would change what the server derives its key from
+# and turn into a baffling 401: the settings and the signer refuse such values up front.
+HEADER_SAFE_RULE: Final = "must be printable ASCII without surrounding whitespace"
+
+
+def header_safe(value: str) -> bool:
+    """Whether `value` can go into an auth header unchanged (see HEADER_SAFE_RULE); "" passes."""
+    return value.isascii() and value.isprintable() and value == value.strip()

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from connector.config.settings import DestinationSettings, Settings
-from connector.endpoints import ENDPOINTS
 from connector.ingest.client import IngestClient
 from connector.ingest.jsjson import NonFiniteNumberError, dumps_bytes
-from connector.ingest.models import MODELS, format_errors, validate_record
+from connector.ingest.models import MODELS
+from connector.ingest.validation import format_errors, validate_record
+from connector.mapping.precedence import Source, derived_values, field_source
 
 CHUNK_RECORDS = 5000  # records handed to the client at a time; it cuts them into requests
 
@@ -37,13 +38,16 @@ class SendReport:
 def complete_record(
     endpoint: str, record: dict[str, Any], destination: DestinationSettings
 ) -> dict[str, Any]:
-    """Fill what the connector would fill: the destination ids and the endpoint's fixed category."""
+    """Fill what the connector would fill: the destination ids and the endpoint's fixed category.
+
+    The record's own fields are the explicit ones: they win, as mapped `fields` do in a mapping.
+    """
     out = dict(record)
-    out.setdefault("account_id", destination.account_id)
-    out.setdefault("workspace_id", destination.workspace_id)
-    category = ENDPOINTS[endpoint].category
-    if category is not None and "event_category" in MODELS[endpoint].fields:
-        out.setdefault("event_category", category)
+    derived = derived_values(MODELS[endpoint], destination)
+    for name, value in derived.items():
+        source = field_source(name, fields=record, constants={}, derived=derived, copy_matching=False)
+        if source is Source.DERIVED:
+            out[name] = value
     return out
 
 

@@ -2,7 +2,8 @@
 
 The request body is signed, and some ingest servers re-parse and re-stringify the body before
 checking the signature, so "valid JSON" is not enough: key order, number formatting and string
-escaping must match what V8 produces for the same data (ingest-api.md, "Body serialization").
+escaping must match what V8 produces for the same data (docs/ingest-api.md, "Body
+serialization").
 
 Where Python and JavaScript differ:
 

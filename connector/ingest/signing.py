@@ -1,6 +1,6 @@
 """Request signing: the HKDF-derived key, the body HMAC, and an httpx.Auth that applies both.
 
-The key derivation follows the vendor's JavaScript SDK (ingest-api.md, "Authentication and
+The key derivation follows the vendor's JavaScript SDK (docs/ingest-api.md, "Authentication and
 signing"): HKDF-SHA256 with the *token* as salt and account_id + workspace_id as input key
 material, info "hmac-signing", 32 bytes. The signature is the lowercase hex HMAC-SHA256 of the
 exact body bytes that go on the wire.
@@ -19,6 +19,7 @@ from typing import Final, Protocol
 
 import httpx
 
+from connector.endpoints import HEADER_SAFE_RULE, header_safe
 from connector.runtime.logs import register_secret
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 _INFO: Final = b"hmac-signing"
-_KEY_LENGTH: Final = 32  # one SHA-256 block of HKDF output, so expand is a single HMAC with counter 1
 
 
 class TokenSource(Protocol):
@@ -127,7 +127,7 @@ class FileToken:
             raise TokenFileError(self._path, "not valid UTF-8") from None
         if not token:
             raise TokenFileError(self._path, "empty")
-        if not token.isascii() or not token.isprintable():
+        if not header_safe(token):
             # HmacAuth would refuse it with a bare ValueError on every request; this names the file.
             raise TokenFileError(self._path, "not printable ASCII")
         # A rotated token must be scrubbed from logs like the one read at start-up.
@@ -145,6 +145,7 @@ def derive_key(token: str, account_id: str, workspace_id: str) -> bytes:
     """HKDF-SHA256(salt=token, ikm=account_id+workspace_id, info="hmac-signing", L=32)."""
     ikm = (account_id + workspace_id).encode("utf-8")
     prk = hmac.new(token.encode("utf-8"), ikm, hashlib.sha256).digest()
+    # L=32 is one SHA-256 block, so HKDF-Expand is a single HMAC with counter 1.
     return hmac.new(prk, _INFO + b"\x01", hashlib.sha256).digest()
 
 
@@ -161,11 +162,9 @@ def verify(key: bytes, body: bytes, signature: str) -> bool:
 
 
 def _check_header_value(name: str, value: str) -> None:
-    # Printable ASCII only: header bytes are read back as Latin-1 by many servers, so any other
-    # character would change the token/ids the server derives its key from and turn into a
-    # baffling 401. Failing here says which setting is wrong (never its value).
-    if not value or not value.isascii() or not value.isprintable() or value != value.strip():
-        raise ValueError(f"{name} must be non-empty printable ASCII without surrounding whitespace")
+    # Failing here says which setting is wrong (never its value) instead of a baffling 401.
+    if not value or not header_safe(value):
+        raise ValueError(f"{name} must be non-empty {HEADER_SAFE_RULE}")
 
 
 class HmacAuth(httpx.Auth):

@@ -1,6 +1,7 @@
 """TopicMapping: one decoded Avro record → one ingest record.
 
-The rules are those of config-reference.md, "Rules the mapping applies".
+The rules are those of README.md, "Mapping rules"; which rule gives a field its value is
+connector.mapping.precedence's.
 
 A mapping is compiled once into a flat plan of steps in output order, so `map`, which runs once
 per consumed record, only walks source paths and converts values. Validation against the model
@@ -21,6 +22,7 @@ from uuid import UUID
 
 from connector.config.settings import DestinationSettings, MappingSettings
 from connector.ingest.models import MODELS, FieldKind
+from connector.mapping.precedence import Source, derived_values, field_source
 
 __all__ = ["MappingError", "TopicMapping", "split_path", "to_json_value"]
 
@@ -230,23 +232,20 @@ def _source_step(name: str, path: tuple[str, ...], kind: FieldKind | None) -> _S
 def _compile(m: MappingSettings, destination: DestinationSettings) -> tuple[_Step, ...]:
     model = MODELS[m.endpoint]
     paths = {target: split_path(target, source) for target, source in m.fields.items()}
-    derived: dict[str, str] = {"account_id": destination.account_id, "workspace_id": destination.workspace_id}
-    if model.category is not None:
-        derived["event_category"] = model.category
+    derived = derived_values(model, destination)
 
     steps: list[_Step] = []
     for name, spec in model.fields.items():
-        if name in paths:
+        source = field_source(
+            name, fields=paths, constants=m.constants, derived=derived, copy_matching=m.copy_matching
+        )
+        if source is Source.FIELD:
             steps.append(_source_step(name, paths[name], spec.kind))
-        elif name in m.constants:
-            # A null constant means "leave the field out": it also stops copy and derivation.
-            if m.constants[name] is not None:
-                steps.append(_fixed_step(name, m.constants[name], spec.kind))
-        elif name in derived:
-            # Derived values win over copy_matching: a source `account_id` is most likely the
-            # producer's own account, not the OptiKPI one.
+        elif source is Source.CONSTANT:
+            steps.append(_fixed_step(name, m.constants[name], spec.kind))
+        elif source is Source.DERIVED:
             steps.append(_fixed_step(name, derived[name], spec.kind))
-        elif m.copy_matching:
+        elif source is Source.COPY:
             steps.append((name, _TOP, name, spec.kind))
     # Fields the model does not know appear only when named explicitly, in mapping order.
     for name, path in paths.items():

@@ -11,18 +11,16 @@ from functools import partial
 import httpx
 import pytest
 
-from connector.avro.decoding import (
-    ConfluentAvroDecoder,
+from connector.avro.decoding import ConfluentAvroDecoder, encode_confluent
+from connector.avro.errors import (
     DecodeError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailable,
-    SchemaRegistryClient,
     UnknownSchemaError,
-    encode_confluent,
-    load_schema,
-    parse,
 )
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import load_schema, parse
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.samples import SAMPLE_KINDS, make_messages, sample_record
 

@@ -1,4 +1,4 @@
-"""connector/avro.py: framing, decoding failures, the registry client (over httpx.MockTransport)."""
+"""connector.avro: schema files and names, framing, decoding failures, the registry client (MockTransport)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.avro.decoding import (
-    BUNDLED_SCHEMAS_DIR,
     ConfluentAvroDecoder,
-    DecodeError,
-    InvalidSchemaError,
     RawAvroDecoder,
+    encode_confluent,
+    encode_raw,
+    split_confluent_frame,
+)
+from connector.avro.errors import (
+    DecodeError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailable,
-    SchemaFileError,
-    SchemaRegistryClient,
     UnknownSchemaError,
-    encode_confluent,
-    encode_raw,
+)
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import (
+    BUNDLED_SCHEMAS_DIR,
+    InvalidSchemaError,
+    SchemaFileError,
+    definition_name,
+    full_name,
     load_schema,
     parse,
-    split_confluent_frame,
+    schema_name,
 )
 
 pytestmark = pytest.mark.unit
@@ -524,6 +531,50 @@ def test_credentials_never_in_unavailable_errors() -> None:
 def test_bad_client_settings(url: str, properties: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SchemaRegistryClient(url, properties)
+
+
+def test_basic_auth_is_httpx_basic_auth() -> None:
+    client = SchemaRegistryClient("http://r.test", {"basic.auth.user.info": "svc:pw"})
+    assert type(client._http.auth) is httpx.BasicAuth
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+
+
+@pytest.mark.parametrize(
+    ("node", "enclosing", "expected"),
+    [
+        ({"name": "Bet"}, "", "Bet"),
+        ({"name": "Bet"}, "a.b", "a.b.Bet"),
+        ({"name": "Bet", "namespace": "x"}, "a.b", "x.Bet"),
+        ({"name": "y.Bet", "namespace": "x"}, "a.b", "y.Bet"),
+        # An explicit empty namespace is the null namespace, not "inherit": fastavro reads it so.
+        ({"name": "Bet", "namespace": ""}, "a.b", "Bet"),
+        ({"name": "Bet", "namespace": None}, "a.b", "a.b.Bet"),
+    ],
+)
+def test_definition_name_follows_the_avro_rules(node: dict[str, Any], enclosing: str, expected: str) -> None:
+    assert definition_name(node, enclosing) == expected
+
+
+def test_definition_name_agrees_with_fastavro() -> None:
+    inner = [
+        {"type": "enum", "name": "A", "symbols": ["X"]},
+        {"type": "enum", "name": "B", "namespace": "", "symbols": ["X"]},
+        {"type": "enum", "name": "C", "namespace": "o.p", "symbols": ["X"]},
+        {"type": "enum", "name": "q.D", "namespace": "o.p", "symbols": ["X"]},
+    ]
+    schema = {
+        "type": "record",
+        "name": "R",
+        "namespace": "a.b",
+        "fields": [{"name": f"f{i}", "type": node} for i, node in enumerate(inner)],
+    }
+    parsed = parse(schema)
+    assert [f["type"]["name"] for f in parsed["fields"]] == [definition_name(n, "a.b") for n in inner]
+    assert schema_name(schema) == parsed["name"] == "a.b.R"
+    assert full_name("R", "") == full_name("R", None) == "R"
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config.settings import ConfigError, load_settings, parse_settings
+from connector.config.loader import ConfigError, load_settings, parse_settings
 
 pytestmark = pytest.mark.unit
 

@@ -14,9 +14,12 @@ from typing import Any
 import fastavro
 import pytest
 
+from connector.commands.send import complete_record
 from connector.config.settings import DestinationSettings, MappingSettings
-from connector.ingest.models import FieldKind, validate_record
+from connector.ingest.models import MODELS, FieldKind
+from connector.ingest.validation import validate_record
 from connector.mapping.compiled import MappingError, TopicMapping, split_path, to_json_value
+from connector.mapping.precedence import Source, derived_fields, derived_values, field_source
 
 pytestmark = pytest.mark.unit
 
@@ -513,6 +516,85 @@ def test_each_destination_gets_its_own_ids() -> None:
     out = TopicMapping.from_settings(m, other).map({})
     assert (out["account_id"], out["workspace_id"]) == ("acc-eu", "ws-eu")
     assert TopicMapping.from_settings(m, other).destination == "eu"
+
+
+# --------------------------------------------------------------------------------------------
+# Precedence: one rule (mapping.precedence) for the compiled mapping, the check and `send`
+
+_ABSENT = object()
+
+
+def _expected_source(in_fields: bool, constant: object, derived: bool, copy: bool) -> Source:
+    # README.md, "Mapping rules": fields, then constants, then derived values, then copy_matching.
+    if in_fields:
+        return Source.FIELD
+    if constant is not _ABSENT:
+        return Source.LEFT_OUT if constant is None else Source.CONSTANT
+    if derived:
+        return Source.DERIVED
+    return Source.COPY if copy else Source.NONE
+
+
+@pytest.mark.parametrize("copy", [False, True])
+@pytest.mark.parametrize("derived", [False, True])
+@pytest.mark.parametrize("constant", [_ABSENT, None, "c"])
+@pytest.mark.parametrize("in_fields", [False, True])
+def test_field_source_precedence(in_fields: bool, constant: object, derived: bool, copy: bool) -> None:
+    source = field_source(
+        "x",
+        fields={"x": "a.b"} if in_fields else {},
+        constants={} if constant is _ABSENT else {"x": constant},
+        derived=("x",) if derived else (),
+        copy_matching=copy,
+    )
+    assert source is _expected_source(in_fields, constant, derived, copy)
+
+
+def test_derived_fields_are_the_destination_ids_and_the_fixed_category() -> None:
+    assert derived_fields(MODELS["deposit"]) == ("account_id", "workspace_id", "event_category")
+    for endpoint in ("customers", "extattributes", "system-events"):
+        assert derived_fields(MODELS[endpoint]) == ("account_id", "workspace_id")
+    assert derived_values(MODELS["deposit"], DESTINATION) == {
+        "account_id": "acc-dest",
+        "workspace_id": "ws-dest",
+        "event_category": "Deposit",
+    }
+
+
+@pytest.mark.parametrize("copy", [False, True])
+@pytest.mark.parametrize(
+    ("in_fields", "constant"),
+    # Never in fields and constants at once: the settings refuse that.
+    [(True, _ABSENT), (False, _ABSENT), (False, None), (False, "from-constant")],
+)
+@pytest.mark.parametrize("name", ["account_id", "event_category", "user_id"])
+def test_compiled_mapping_follows_the_precedence(
+    name: str, in_fields: bool, constant: object, copy: bool
+) -> None:
+    mapping = compile_mapping(
+        "deposit",
+        fields={name: "src.path"} if in_fields else {},
+        constants={} if constant is _ABSENT else {name: constant},
+        copy_matching=copy,
+    )
+    out = mapping.map({"src": {"path": "from-path"}, name: "from-copy"})
+    derived = derived_values(MODELS["deposit"], DESTINATION)
+    expected = {
+        Source.FIELD: "from-path",
+        Source.CONSTANT: "from-constant",
+        Source.DERIVED: derived.get(name),
+        Source.COPY: "from-copy",
+    }.get(_expected_source(in_fields, constant, name in derived, copy))
+    assert out.get(name) == expected
+
+
+@pytest.mark.parametrize("name", ["account_id", "workspace_id", "event_category"])
+def test_send_completes_records_by_the_same_precedence(name: str) -> None:
+    # In `send` the record's own fields are the explicit ones: they win over derived values.
+    assert complete_record("deposit", {name: "own"}, DESTINATION)[name] == "own"
+    derived = derived_values(MODELS["deposit"], DESTINATION)
+    assert complete_record("deposit", {}, DESTINATION)[name] == derived[name]
+    assert "event_category" not in complete_record("customers", {}, DESTINATION)
 
 
 # --------------------------------------------------------------------------------------------

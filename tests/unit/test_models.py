@@ -1,4 +1,4 @@
-"""connector.ingest.models: the nine ingest models (ingest-api.md, "Record models") and their validation.
+"""connector.ingest.models and .validation: the nine models (docs/ingest-api.md, "Record models"), validation.
 
 Most parametrized cases are generated from MODELS itself, so every field of every model is
 exercised; the field tables are checked independently against the counts the document lists.
@@ -17,15 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.endpoints import ENDPOINT_KEYS, ENDPOINTS
-from connector.ingest.models import (
-    MODELS,
-    FieldError,
-    FieldKind,
-    FieldSpec,
-    Model,
-    format_errors,
-    validate_record,
-)
+from connector.ingest.models import MODELS, FieldKind, FieldSpec, Model
+from connector.ingest.validation import FieldError, format_errors, validate_record
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +67,7 @@ VALID: dict[str, dict[str, Any]] = {
         "custom_data": {"tier": "gold"},
     },
     "account": _event("Account", "Account Created", device="ios", status="active"),
-    # The body of the signing test vector in ingest-api.md.
+    # The body of the signing test vector in docs/ingest-api.md.
     "deposit": _event(
         "Deposit", "Successful Deposit", amount=500, payment_method="bank", transaction_id="txn_1"
     ),
@@ -217,7 +210,7 @@ LETTER = {
     FieldKind.DATETIME: T,
     FieldKind.DATE: D,
 }
-# Optional fields per kind, counted by hand in ingest-api.md. date_of_birth is listed among the
+# Optional fields per kind, counted by hand in docs/ingest-api.md. date_of_birth is listed among the
 # customers' S fields with a YYYY-MM-DD format; the model gives it its own kind (D).
 EXPECTED_OPTIONAL_COUNTS: dict[str, dict[str, int]] = {
     "customers": {S: 38, D: 1, N: 5, T: 5, O: 1},

@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 
+from connector.config.settings import DestinationSettings
+from connector.endpoints import HEADER_SAFE_RULE, header_safe
 from connector.ingest import signing
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.signing import (
@@ -455,6 +458,42 @@ def test_hmac_auth_rejects_token_unusable_in_header_without_showing_it(token: st
         client.post("https://ingest.test/customers", content=b"[]")
     assert SECRET not in str(info.value)
     assert seen == []
+
+
+HEADER_VALUES = [
+    "acct-1",
+    "tok_test_123",
+    "konto-é",
+    "ワーク",
+    " ws",
+    "ws ",
+    "acct\n",
+    "a\tb",
+    "a\x7fb",
+    "a b",
+]
+
+
+@pytest.mark.parametrize("value", HEADER_VALUES)
+def test_config_and_signer_share_one_header_rule(value: str) -> None:
+    """DestinationSettings accepts exactly the ids and tokens HmacAuth can put in headers."""
+    base = {"base_url": "https://ingest.test", "account_id": "a", "workspace_id": "w", "auth_token": "t"}
+    for key in ("account_id", "workspace_id", "auth_token"):
+        try:
+            DestinationSettings.model_validate({**base, key: value})
+            config_ok = True
+        except pydantic.ValidationError as exc:
+            assert HEADER_SAFE_RULE in str(exc)
+            config_ok = False
+        try:
+            given = {**base, key: value}
+            auth = HmacAuth(given["account_id"], given["workspace_id"], StaticToken(given["auth_token"]))
+            auth._key_for(given["auth_token"])
+            signer_ok = True
+        except ValueError as exc:
+            assert f"must be non-empty {HEADER_SAFE_RULE}" in str(exc)
+            signer_ok = False
+        assert config_ok == signer_ok == header_safe(value), key
 
 
 class LeakyTokenSource:
