@@ -295,7 +295,7 @@ class Pipeline:
                 self._clock,
             )
             self._queues[key] = DispatchQueue()
-        sealed = acc.add(BatchItem(record, body, len(body)))
+        sealed = acc.add(BatchItem(record, body))
         if sealed is not None:
             self._queues[key].push(sealed)
         return True
