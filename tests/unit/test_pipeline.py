@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from connector import __version__
 from connector.ingest.client import CredentialsError
 from connector.kafka.ports import Header, Record, TopicPartition
 from connector.mapping.compiled import MappingError
+from connector.pipeline.deadletter import format_timestamp
 from connector.pipeline.loop import Pipeline
 from tests.support.pipeline_kit import (
     DEPOSIT_MAPPING,
@@ -337,6 +338,13 @@ def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(
     assert EPOCH <= stamp <= kit.utc_now()  # the fake clock's wall time, in UTC
     assert p.dead_lettered_by_stage[stage] == 1
     assert p.stats["dead_lettered"] == 1
+
+
+def test_dead_letter_timestamps_are_utc_with_milliseconds() -> None:
+    assert format_timestamp(datetime(2024, 3, 1, 12, 0, 5, 250_999, tzinfo=UTC)) == "2024-03-01T12:00:05.250Z"
+    assert format_timestamp(datetime(2024, 3, 1, 0, 0, 0, 7_000, tzinfo=UTC)) == "2024-03-01T00:00:00.007Z"
+    two_hours_east = timezone(timedelta(hours=2))
+    assert format_timestamp(datetime(2024, 3, 1, 1, 30, tzinfo=two_hours_east)) == "2024-02-29T23:30:00.000Z"
 
 
 def test_failed_dead_letter_write_holds_the_commit_and_is_retried() -> None:
