@@ -41,7 +41,7 @@ from connector.mapping.compiled import MappingError, TopicMapping
 from connector.pipeline.batching import Batch, BatchAccumulator, BatchItem, BatchKey, DispatchQueue
 from connector.pipeline.deadletter import DeadLetterWriter, Stage
 from connector.pipeline.offsets import OffsetTracker
-from connector.runtime.health import DeadLetterBreaker, Health
+from connector.runtime.health import DeadLetterBreaker, Health, Reason
 from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
 
@@ -141,7 +141,7 @@ class Pipeline:
         self._dlq_attempt = 0
         self._stalls: dict[TopicPartition, _Stall] = {}
         self._breaker = DeadLetterBreaker(dead_letter.window, dead_letter.max_ratio)
-        self._paused: dict[TopicPartition, set[str]] = {}
+        self._paused: dict[TopicPartition, set[Reason]] = {}
         self._deferred_pauses: list[TopicPartition] = []
         self._in_flight_records = 0
         self._in_flight_bytes = 0
@@ -204,8 +204,8 @@ class Pipeline:
             self._tracker.assign(tp)
             self._paused.pop(tp, None)
         log.info("partitions assigned", partitions=[str(tp) for tp in partitions])
-        self.health.clear("starting")
-        for reason in ("credentials", "breaker", "backpressure"):
+        self.health.clear(Reason.STARTING)
+        for reason in (Reason.CREDENTIALS, Reason.BREAKER, Reason.BACKPRESSURE):
             if self._pause_reason_active(reason):
                 # Inside the assign callback the partitions are not assigned yet and a pause
                 # would be lost: apply it right after consume() returns.
@@ -336,7 +336,7 @@ class Pipeline:
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
         sending = len(self._in_flight) > len(self._credential_retries)  # parked batches wait anyway
-        waiting = any(self._queues.values()) and not self.health.has("credentials")
+        waiting = any(self._queues.values()) and not self.health.has(Reason.CREDENTIALS)
         if sending or waiting:
             # consume() cannot be woken when an upload finishes: blocking for long here would hold
             # the next batch of the same partitions back, and cap throughput at a batch per turn.
@@ -346,7 +346,7 @@ class Pipeline:
         return timeout
 
     def _dispatch(self) -> None:
-        if self.health.has("credentials"):
+        if self.health.has(Reason.CREDENTIALS):
             return  # stop sending: only the parked batches probe the API (_retry_credentials)
         for key, dq in self._queues.items():
             destination, endpoint, _ = key
@@ -382,8 +382,8 @@ class Pipeline:
             first, longest = self._credentials_retry_s
             delay = min(longest, first * 2 ** (self._credential_attempt - 1))
             self._credential_retries.append((self._clock() + delay, batch))
-            self.health.set("credentials", str(c.error))
-            self._pause(self._tracker.partitions(), "credentials")
+            self.health.set(Reason.CREDENTIALS, str(c.error))
+            self._pause(self._tracker.partitions(), Reason.CREDENTIALS)
             log.error(
                 "ingest API refused our credentials; paused, nothing committed or dead-lettered",
                 destination=destination,
@@ -400,10 +400,10 @@ class Pipeline:
         if c.error is not None:
             raise PipelineStopped(f"upload failed unexpectedly: {type(c.error).__name__}: {c.error}")
         assert c.result is not None
-        if self.health.has("credentials"):
+        if self.health.has(Reason.CREDENTIALS):
             self._credential_attempt = 0
-            self.health.clear("credentials")
-            self._unpause("credentials")
+            self.health.clear(Reason.CREDENTIALS)
+            self._unpause(Reason.CREDENTIALS)
         rejected = {r.index: r for r in c.result.rejected}
         for index, item in enumerate(batch.items):
             if not self._tracker.is_pending(item.record.tp, item.record.offset):
@@ -441,8 +441,8 @@ class Pipeline:
         first, longest = REGISTRY_RETRY_S
         stall.retry_at = self._clock() + min(longest, first * 2**stall.attempt)
         stall.attempt += 1
-        self._pause([record.tp], "registry")
-        self.health.set("registry", f"schema registry unreachable: {reason}")
+        self._pause([record.tp], Reason.REGISTRY)
+        self.health.set(Reason.REGISTRY, f"schema registry unreachable: {reason}")
 
     def _retry_stalls(self, now: float) -> None:
         for tp, stall in list(self._stalls.items()):
@@ -457,9 +457,9 @@ class Pipeline:
                     break
             else:
                 del self._stalls[tp]
-                self._unpause("registry", [tp])
+                self._unpause(Reason.REGISTRY, [tp])
         if not self._stalls:
-            self.health.clear("registry")
+            self.health.clear(Reason.REGISTRY)
 
     # ------------------------------------------------------------------ dead letters
     def _dead_letter(
@@ -485,11 +485,11 @@ class Pipeline:
         )
         if self._breaker.record(True):
             self.health.set(
-                "breaker",
+                Reason.BREAKER,
                 f"more than {self._breaker.limit:.0f} of the last {self._breaker.window} records "
                 "were dead-lettered; consumption stopped (restart after fixing the cause)",
             )
-            self._pause(self._tracker.partitions(), "breaker")
+            self._pause(self._tracker.partitions(), Reason.BREAKER)
 
         def write() -> None:
             try:
@@ -509,7 +509,7 @@ class Pipeline:
         def on_done(err: DeliveryError | None) -> None:
             if err is None:
                 self._dlq_attempt = 0
-                self.health.clear("dead_letter")
+                self.health.clear(Reason.DEAD_LETTER)
                 self.stats["dead_lettered"] += 1
                 self.dead_lettered_by_stage[stage.value] += 1
                 self.metrics.dead_lettered.labels(stage.value, record.topic).inc()
@@ -520,7 +520,7 @@ class Pipeline:
             first, longest = DLQ_RETRY_S
             delay = min(longest, first * 2**self._dlq_attempt)
             self._dlq_attempt += 1
-            self.health.set("dead_letter", f"cannot write to the dead-letter topic: {err}")
+            self.health.set(Reason.DEAD_LETTER, f"cannot write to the dead-letter topic: {err}")
             self._dlq_retries.append((self._clock() + delay, write))
 
         write()
@@ -587,16 +587,16 @@ class Pipeline:
             dq.drop_partitions(gone)
 
     # ------------------------------------------------------------------ pausing
-    def _pause_reason_active(self, reason: str) -> bool:
-        if reason == "credentials":
-            return self.health.has("credentials")
-        if reason == "breaker":
+    def _pause_reason_active(self, reason: Reason) -> bool:
+        if reason == Reason.CREDENTIALS:
+            return self.health.has(Reason.CREDENTIALS)
+        if reason == Reason.BREAKER:
             return self._breaker.tripped
-        if reason == "backpressure":
+        if reason == Reason.BACKPRESSURE:
             return self._over_bound(1.0)
         return False
 
-    def _pause(self, partitions: Iterable[TopicPartition], reason: str, defer: bool = False) -> None:
+    def _pause(self, partitions: Iterable[TopicPartition], reason: Reason, defer: bool = False) -> None:
         newly = []
         for tp in partitions:
             reasons = self._paused.setdefault(tp, set())
@@ -609,7 +609,7 @@ class Pipeline:
             self._consumer.pause(newly)
         self.metrics.paused_partitions.set(sum(1 for r in self._paused.values() if r))
 
-    def _unpause(self, reason: str, partitions: Iterable[TopicPartition] | None = None) -> None:
+    def _unpause(self, reason: Reason, partitions: Iterable[TopicPartition] | None = None) -> None:
         targets = list(self._paused) if partitions is None else list(partitions)
         resumed = []
         for tp in targets:
@@ -631,16 +631,16 @@ class Pipeline:
     def _apply_backpressure(self) -> None:
         self.metrics.in_flight_records.set(self._in_flight_records)
         self.metrics.in_flight_bytes.set(self._in_flight_bytes)
-        paused = any("backpressure" in r for r in self._paused.values())
+        paused = any(Reason.BACKPRESSURE in r for r in self._paused.values())
         if not paused and self._over_bound(1.0):
             log.info(
                 "in-flight bound reached; pausing fetch",
                 records=self._in_flight_records,
                 bytes=self._in_flight_bytes,
             )
-            self._pause(self._tracker.partitions(), "backpressure")
+            self._pause(self._tracker.partitions(), Reason.BACKPRESSURE)
         elif paused and not self._over_bound(RESUME_FRACTION):
-            self._unpause("backpressure")
+            self._unpause(Reason.BACKPRESSURE)
 
     # ------------------------------------------------------------------ draining and stopping
     def _busy(self, partitions: Iterable[TopicPartition] | None) -> bool:
@@ -682,9 +682,9 @@ class Pipeline:
             in_flight=self._in_flight_records,
             timeout_s=self._shutdown_timeout_s,
         )
-        self.health.set("stopping", "shutting down", expected=True)
+        self.health.set(Reason.STOPPING, "shutting down", expected=True)
         try:
-            self._pause(self._tracker.partitions(), "stopping")
+            self._pause(self._tracker.partitions(), Reason.STOPPING)
             if self._fatal is None:
                 for acc in self._accumulators.values():
                     batch = acc.flush()

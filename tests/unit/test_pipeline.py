@@ -6,6 +6,7 @@ uploads and release them in any order) and asserts on what the broker and the AP
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,6 +23,8 @@ from connector.kafka.ports import Header, Record, TopicPartition
 from connector.mapping.compiled import MappingError
 from connector.pipeline.deadletter import format_timestamp
 from connector.pipeline.loop import Pipeline
+from connector.runtime.health import Health, Reason
+from connector.runtime.metrics import Metrics
 from tests.support.pipeline_kit import (
     DEPOSIT_MAPPING,
     EPOCH,
@@ -794,3 +797,25 @@ def test_registry_retries_back_off() -> None:
     step_until(lambda: committed(kit, TP0) == 5, p)
     gaps = [b - a for a, b in zip(decoder.failed_at, decoder.failed_at[1:], strict=False)]
     assert gaps == [pytest.approx(d, abs=0.25) for d in (1, 2, 4)]
+
+
+# ================================================================ readiness reasons
+def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
+    assert {r.value for r in Reason} == {
+        "starting",
+        "stopping",
+        "credentials",
+        "breaker",
+        "registry",
+        "dead_letter",
+        "backpressure",
+    }
+    health = Health(clock=lambda: 0.0)
+    health.set(Reason.CREDENTIALS, "401 bad token")
+    assert health.has("credentials")  # type: ignore[arg-type]  # what callers passing plain strings do
+    assert json.dumps(health.reasons()) == (
+        '{"starting": "the consumer has not joined its group yet", "credentials": "401 bad token"}'
+    )
+    metrics = Metrics()
+    metrics.unready_reason.labels(Reason.DEAD_LETTER).set(1)
+    assert metrics.registry.get_sample_value("optikpi_unready", {"reason": "dead_letter"}) == 1
