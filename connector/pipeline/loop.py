@@ -9,6 +9,7 @@ shared without going through that queue, so there are no locks on the hot path.
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 import zlib
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from connector.avro.decoding import DecodeError, RecordDecoder, RegistryUnavailable
 from connector.config.settings import BackpressureSettings, BatchingSettings, DeadLetterSettings
+from connector.ingest.backoff import Backoff
 from connector.ingest.client import (
     CredentialsError,
     IngestError,
@@ -51,7 +53,8 @@ POLL_RECORDS = 500
 POLL_TIMEOUT_S = 0.2
 UPLOAD_POLL_S = 0.01  # the longest consume() may block while uploads are in flight
 COMMIT_INTERVAL_S = 1.0
-CREDENTIALS_RETRY_S = (5.0, 60.0)  # first and longest wait between probes while the API refuses us
+# First and longest wait (jittered: Backoff.equal_jitter) between probes while the API refuses us.
+CREDENTIALS_RETRY_S = (5.0, 60.0)
 REGISTRY_RETRY_S = (1.0, 30.0)
 DLQ_RETRY_S = (1.0, 30.0)
 REBALANCE_DRAIN_S = 10.0
@@ -112,6 +115,7 @@ class Pipeline:
         commit_interval_s: float = COMMIT_INTERVAL_S,
         credentials_retry_s: tuple[float, float] = CREDENTIALS_RETRY_S,
         lanes: Mapping[str, int] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._consumer = consumer
         self._dlq = dead_letters
@@ -126,7 +130,10 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.health = health or Health(clock)
         self._commit_interval_s = commit_interval_s
-        self._credentials_retry_s = credentials_retry_s
+        rng = rng or random.Random()
+        self._credentials_backoff = Backoff(credentials_retry_s, rng)
+        self._registry_backoff = Backoff(REGISTRY_RETRY_S, rng)
+        self._dlq_backoff = Backoff(DLQ_RETRY_S, rng)
 
         self._tracker = OffsetTracker()
         self._lanes = dict(lanes or {})
@@ -378,9 +385,8 @@ class Pipeline:
         if isinstance(c.error, CredentialsError):
             # Never a data problem: keep the whole batch in flight (its partitions stay blocked,
             # nothing is committed past it) and probe again later.
+            delay = self._credentials_backoff.equal_jitter(self._credential_attempt)
             self._credential_attempt += 1
-            first, longest = self._credentials_retry_s
-            delay = min(longest, first * 2 ** (self._credential_attempt - 1))
             self._credential_retries.append((self._clock() + delay, batch))
             self.health.set(Reason.CREDENTIALS, str(c.error))
             self._pause(self._tracker.partitions(), Reason.CREDENTIALS)
@@ -438,8 +444,7 @@ class Pipeline:
     def _stall(self, record: Record, reason: str) -> None:
         stall = self._stalls.setdefault(record.tp, _Stall())
         stall.records.appendleft(record)
-        first, longest = REGISTRY_RETRY_S
-        stall.retry_at = self._clock() + min(longest, first * 2**stall.attempt)
+        stall.retry_at = self._clock() + self._registry_backoff.equal_jitter(stall.attempt)
         stall.attempt += 1
         self._pause([record.tp], Reason.REGISTRY)
         self.health.set(Reason.REGISTRY, f"schema registry unreachable: {reason}")
@@ -517,8 +522,7 @@ class Pipeline:
                 return
             # The poison must not be lost: the record stays pending, so its partition's commit
             # position cannot pass it, and we try again.
-            first, longest = DLQ_RETRY_S
-            delay = min(longest, first * 2**self._dlq_attempt)
+            delay = self._dlq_backoff.equal_jitter(self._dlq_attempt)
             self._dlq_attempt += 1
             self.health.set(Reason.DEAD_LETTER, f"cannot write to the dead-letter topic: {err}")
             self._dlq_retries.append((self._clock() + delay, write))

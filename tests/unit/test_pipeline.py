@@ -6,6 +6,7 @@ uploads and release them in any order) and asserts on what the broker and the AP
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -86,6 +87,14 @@ def within(
         return condition(p)
 
     return until
+
+
+def assert_backs_off(gaps: list[float], first: float, cap: float, slack: float) -> None:
+    """Retry gaps of a jittered doubling schedule: each within [ceiling/2, ceiling] (give or take the
+    loop's step), the ceiling doubling from `first` up to `cap`."""
+    for attempt, gap in enumerate(gaps):
+        ceiling = min(cap, first * 2**attempt)
+        assert ceiling / 2 - slack <= gap <= ceiling + slack, (attempt, gap, gaps)
 
 
 def steps(count: int, *pipelines: Pipeline) -> None:
@@ -268,7 +277,7 @@ def test_a_batch_parked_on_credentials_is_not_overtaken_by_the_next_one() -> Non
     produce(kit, deposits(range(3)), partition=0)
     produce(kit, deposits(range(100, 106)), partition=1)  # two batches
     refused = CredentialsError(401, "deposit", "bad token")
-    kit.uploader.fail_with = [refused, refused]  # both first batches: probes at 5 s and 10 s
+    kit.uploader.fail_with = [refused, refused]  # both first batches: probes after 2.5-5 s and 5-10 s
     p = kit.started()
 
     p.step()
@@ -366,8 +375,8 @@ def test_failed_dead_letter_write_holds_the_commit_and_is_retried() -> None:
         assert (committed(kit) or 0) <= 1 or len(kit.dlq()) == 1
         return committed(kit) == 4
 
-    step_until(never_past_an_unwritten_poison, p)  # fails again at 1 s, written at 3 s
-    assert kit.clock.now() >= 3.0
+    step_until(never_past_an_unwritten_poison, p)  # fails again after 0.5-1 s, written 1-2 s later
+    assert kit.clock.now() >= 1.5
     assert "dead_letter" not in p.health.reasons()
     assert [dlq_origin(r) for r in kit.dlq()] == [(0, 1)]
     assert p.in_flight_records == 0
@@ -404,13 +413,13 @@ def test_refused_credentials_pause_everything_then_a_probe_resumes() -> None:
     reasons = p.health.reasons()
     assert "credentials" in reasons and "401" in reasons["credentials"]
     assert not p.health.ready
-    step_until(lambda: kit.clock.now() >= 4.8, p)
+    step_until(lambda: kit.clock.now() >= 2.4, p)
     assert kit.uploader.calls == 1  # nothing sent while we wait
     assert kit.dlq() == []
     assert (committed(kit, TP0) or 0) == 0
 
-    step_until(lambda: kit.uploader.calls == 2, p)  # the probe, after the 5 s retry delay
-    assert kit.clock.now() >= 5.0
+    step_until(lambda: kit.uploader.calls == 2, p)  # the probe, after the first retry wait (2.5-5 s)
+    assert_backs_off([kit.uploader.call_times[1] - kit.uploader.call_times[0]], 5.0, 60.0, slack=0.25)
     step_until(lambda: committed(kit, TP0) == 3, p)
     assert kit.paused() == set()
     assert p.health.ready
@@ -427,33 +436,47 @@ def test_while_credentials_are_refused_only_the_probe_is_sent() -> None:
 
     p.step()
     assert kit.uploader.calls == 1
-    step_until(lambda: kit.clock.now() >= 4.8, p)  # partition 1's batch fell due at 1 s
+    step_until(lambda: kit.clock.now() >= 2.4, p)  # partition 1's batch fell due at 1 s
     assert kit.uploader.calls == 1  # ...but is not sent while the API refuses us
     assert kit.dlq() == []
     assert (committed(kit, TP0) or 0) == 0 and (committed(kit, TP1) or 0) == 0
 
     step_until(lambda: committed(kit, TP0) == 3 and committed(kit, TP1) == 2, p)
     assert kit.uploader.calls == 3  # the probe, then the batch that waited
-    assert kit.uploader.call_times[1] >= 5.0
+    assert kit.uploader.call_times[1] >= 2.5
     assert received(kit) == ids([0, 1, 2, 100, 101])
 
 
-def test_repeated_credential_failures_back_off_up_to_the_cap() -> None:
+def _probe_gaps(seed: int) -> tuple[Kit, Pipeline, list[float]]:
+    """Seven refusals in a row: the gaps between the eight calls to the API."""
     kit = make_kit()
     produce(kit, deposits(range(3)))
     kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token") for _ in range(7)]
-    p = kit.started()
+    p = kit.started(seed=seed)
 
     def tick() -> bool:
-        kit.clock.advance(1.0)
+        kit.clock.advance(0.1)
         return kit.uploader.calls == 8
 
-    step_until(tick, p)
-    gaps = [b - a for a, b in zip(kit.uploader.call_times, kit.uploader.call_times[1:], strict=False)]
-    assert gaps == [pytest.approx(d, abs=1.3) for d in (5, 10, 20, 40, 60, 60, 60)]
+    step_until(tick, p, limit=10_000)
+    times = kit.uploader.call_times
+    return kit, p, [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_repeated_credential_failures_back_off_up_to_the_cap() -> None:
+    kit, p, gaps = _probe_gaps(seed=1)
+    assert_backs_off(gaps, 5.0, 60.0, slack=0.4)  # ceilings 5, 10, 20, 40, 60, 60, 60
+    assert min(gaps[4:]) >= 30.0 - 0.4  # at the cap
     assert kit.dlq() == []
     step_until(lambda: committed(kit) == 3, p)
     assert received(kit) == ids(range(3))
+
+
+def test_credential_probes_of_two_pods_do_not_run_in_lockstep() -> None:
+    _, _, one = _probe_gaps(seed=1)
+    _, _, other = _probe_gaps(seed=2)
+    assert_backs_off(other, 5.0, 60.0, slack=0.4)
+    assert sum(abs(a - b) for a, b in zip(one, other, strict=True)) > 5.0
 
 
 # ================================================================ 6. bounded memory
@@ -796,7 +819,8 @@ def test_registry_retries_back_off() -> None:
     kit, p, decoder = _registry_outage(failures=4)
     step_until(lambda: committed(kit, TP0) == 5, p)
     gaps = [b - a for a, b in zip(decoder.failed_at, decoder.failed_at[1:], strict=False)]
-    assert gaps == [pytest.approx(d, abs=0.25) for d in (1, 2, 4)]
+    assert len(gaps) == 3
+    assert_backs_off(gaps, 1.0, 30.0, slack=0.25)  # ceilings 1, 2, 4
 
 
 # ================================================================ readiness reasons
