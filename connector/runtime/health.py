@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -77,36 +76,3 @@ class Health:
     def alive(self) -> bool:
         """False when the main loop has not come round for a long time (a hang, not a slow API)."""
         return self._clock() - self._last_beat < self._stall_after_s
-
-
-class DeadLetterBreaker:
-    """Trips when more than `max_ratio` of the last `window` finished records were dead-lettered.
-
-    Counting against the full window (not the records seen so far) keeps a few early poison
-    records in a young stream from tripping it."""
-
-    def __init__(self, window: int, max_ratio: float) -> None:
-        self._outcomes: deque[bool] = deque(maxlen=window)
-        self._limit = max_ratio * window
-        self._dead = 0
-        self.tripped = False
-
-    def record(self, dead: bool) -> bool:
-        """Count one finished record; returns True when this call tripped the breaker."""
-        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
-            self._dead -= 1
-        self._outcomes.append(dead)
-        if dead:
-            self._dead += 1
-        if not self.tripped and self._dead > self._limit:
-            self.tripped = True
-            return True
-        return False
-
-    @property
-    def limit(self) -> float:
-        return self._limit
-
-    @property
-    def window(self) -> int:
-        return self._outcomes.maxlen or 0
