@@ -19,11 +19,16 @@ from structlog.testing import capture_logs
 
 import connector.pipeline.loop as pipeline_module
 from connector import __version__
+from connector.ingest.backoff import Backoff
 from connector.ingest.client import CredentialsError
 from connector.kafka.ports import Header, Record, TopicPartition
 from connector.mapping.compiled import MappingError
 from connector.pipeline.deadletter import format_timestamp
+from connector.pipeline.deadletter_path import DeadLetterBreaker
 from connector.pipeline.loop import Pipeline
+from connector.pipeline.offsets import OffsetTracker
+from connector.pipeline.pauses import PauseBook
+from connector.pipeline.retry import RetrySchedule
 from connector.runtime.health import Health, Reason
 from connector.runtime.metrics import Metrics
 from tests.support.pipeline_kit import (
@@ -843,3 +848,52 @@ def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
     metrics = Metrics()
     metrics.unready_reason.labels(Reason.DEAD_LETTER).set(1)
     assert metrics.registry.get_sample_value("optikpi_unready", {"reason": "dead_letter"}) == 1
+
+
+# ================================================================ the parts, alone
+class PauseRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[TopicPartition]]] = []
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("pause", list(partitions)))
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("resume", list(partitions)))
+
+
+def test_a_partition_paused_for_two_reasons_resumes_when_both_cleared() -> None:
+    consumer, tracker, metrics = PauseRecorder(), OffsetTracker(), Metrics()
+    for tp in BOTH:
+        tracker.assign(tp)
+    book = PauseBook(consumer, tracker, metrics)  # type: ignore[arg-type]  # only pause/resume used
+    book.pause([TP0], Reason.REGISTRY)
+    book.pause_all(Reason.CREDENTIALS)
+    assert consumer.calls == [("pause", [TP0]), ("pause", [TP1])]  # TP0 was paused already
+    assert metrics.registry.get_sample_value("optikpi_paused_partitions") == 2
+
+    book.resume(Reason.CREDENTIALS)
+    assert consumer.calls[-1] == ("resume", [TP1])  # TP0 still waits for the registry
+    assert book.holds(Reason.REGISTRY) and not book.holds(Reason.CREDENTIALS)
+    book.resume(Reason.REGISTRY, [TP0])
+    assert consumer.calls[-1] == ("resume", [TP0])
+    assert metrics.registry.get_sample_value("optikpi_paused_partitions") == 0
+
+
+def test_retry_schedule_waits_longer_each_failure_until_a_success() -> None:
+    now = [0.0]
+    schedule: RetrySchedule[str] = RetrySchedule(Backoff((1.0, 30.0)), lambda: now[0])
+    waits = [schedule.schedule(name) for name in ("a", "b", "c")]
+    for attempt, wait in enumerate(waits):
+        assert 2**attempt / 2 <= wait <= 2**attempt
+    assert schedule.due(0.49) == [] and len(schedule) == 3
+    assert schedule.due(4.0) == ["a", "b", "c"] and len(schedule) == 0
+    schedule.succeeded()
+    assert 0.5 <= schedule.schedule("d") <= 1.0
+
+
+def test_breaker_counts_against_the_full_window() -> None:
+    breaker = DeadLetterBreaker(window=4, max_ratio=0.5)
+    assert [breaker.record(True) for _ in range(2)] == [False, False]  # 2 of 4: not more than half
+    assert breaker.record(True) and breaker.tripped
+    assert not breaker.record(True)  # trips once
