@@ -1,4 +1,4 @@
-"""Retry timing: exponential backoff with full jitter, and the server's Retry-After."""
+"""Retry timing: exponential backoff with jitter, and the server's Retry-After."""
 
 from __future__ import annotations
 
@@ -10,12 +10,20 @@ from connector.config.settings import RetrySettings
 
 
 class Backoff:
-    """Full jitter (sleep = uniform(0, min(cap, base * 2**attempt))): spreads retries of many
-    workers so that a recovering API is not hit by a synchronized wave."""
+    """Waits that double from a first one up to a cap, jittered so that many workers (threads,
+    pods) that failed together do not retry together and hit a recovering service in a wave.
 
-    def __init__(self, settings: RetrySettings, rng: random.Random | None = None) -> None:
-        self._base = settings.initial_backoff_ms / 1000.0
-        self._cap = settings.max_backoff_ms / 1000.0
+    `settings` is the HTTP retry settings, or `(first, cap)` in seconds. Pass a seeded `rng` for
+    reproducible waits (tests with a fake clock)."""
+
+    def __init__(
+        self, settings: RetrySettings | tuple[float, float], rng: random.Random | None = None
+    ) -> None:
+        if isinstance(settings, tuple):
+            self._base, self._cap = settings
+        else:
+            self._base = settings.initial_backoff_ms / 1000.0
+            self._cap = settings.max_backoff_ms / 1000.0
         self._rng = rng or random.Random()
 
     def ceiling(self, attempt: int) -> float:
@@ -23,7 +31,15 @@ class Backoff:
         return float(min(self._cap, self._base * (2 ** min(attempt, 62))))
 
     def delay(self, attempt: int) -> float:
+        """Full jitter, uniform(0, ceiling): the widest spread, for a request retried at once."""
         return self._rng.uniform(0.0, self.ceiling(attempt))
+
+    def equal_jitter(self, attempt: int) -> float:
+        """Half the ceiling plus a random half, so within [first/2, cap]: a probe of something
+        known to be down (credentials, registry, dead-letter topic) never comes back at once, yet
+        pods that failed in lockstep drift apart."""
+        half = self.ceiling(attempt) / 2
+        return half + self._rng.uniform(0.0, half)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

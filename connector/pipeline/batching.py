@@ -25,7 +25,6 @@ _ids = itertools.count(1)
 class BatchItem:
     record: Record
     body: bytes  # this record's JSON, serialized once
-    size: int  # bytes the record holds in memory (its Kafka value), for backpressure
 
 
 @dataclass
@@ -132,9 +131,6 @@ class DispatchQueue:
                 self._busy[tp] = count
             else:
                 self._busy.pop(tp, None)
-
-    def busy_with(self, tps: Iterable[TopicPartition]) -> bool:
-        return any(tp in self._busy for tp in tps)
 
     def drop_partitions(self, tps: Iterable[TopicPartition]) -> list[BatchItem]:
         gone = set(tps)

@@ -57,6 +57,15 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. `2024-03-01T12:00:00.250Z` (the `failed_at` header).
+
+    An aware moment in another zone is converted, so the trailing Z is true; a naive one is taken as
+    local time (what `datetime.astimezone` does)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def dead_letter_headers(
     record: Record,
     stage: Stage,
@@ -83,8 +92,7 @@ def dead_letter_headers(
         headers.append((H_HTTP_STATUS, str(http_status).encode()))
     if http_response is not None:
         headers.append((H_HTTP_RESPONSE, http_response.encode("utf-8", "replace")[:RESPONSE_EXCERPT_BYTES]))
-    stamp = failed_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{failed_at.microsecond // 1000:03d}Z"
-    headers.append((H_FAILED_AT, stamp.encode()))
+    headers.append((H_FAILED_AT, format_timestamp(failed_at).encode()))
     headers.append((H_VERSION, __version__.encode()))
     return headers
 

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from enum import StrEnum
 
 from connector.runtime.logs import get_logger
 
 log = get_logger(__name__)
+
+
+class Reason(StrEnum):
+    """Why the connector is not ready (the keys /readyz reports and the `reason` label of
+    optikpi_unready), and why the pipeline pauses partitions. The values are part of that output:
+    never rename one."""
+
+    STARTING = "starting"
+    STOPPING = "stopping"
+    CREDENTIALS = "credentials"  # the ingest API refuses our credentials
+    BREAKER = "breaker"  # too many records dead-lettered: the breaker stopped consumption
+    REGISTRY = "registry"  # the schema registry is unreachable
+    DEAD_LETTER = "dead_letter"  # cannot write to the dead-letter topic
+    BACKPRESSURE = "backpressure"  # pauses only: a slow API makes us slow, not unready
 
 
 class Health:
@@ -19,12 +33,12 @@ class Health:
     def __init__(self, clock: Callable[[], float] = time.monotonic, stall_after_s: float = 120.0) -> None:
         self._clock = clock
         self._stall_after_s = stall_after_s
-        self._reasons: dict[str, str] = {"starting": "the consumer has not joined its group yet"}
+        self._reasons: dict[Reason, str] = {Reason.STARTING: "the consumer has not joined its group yet"}
         self._lock = threading.Lock()
         self._last_beat = clock()
-        self.on_change: Callable[[str, bool], None] | None = None
+        self.on_change: Callable[[Reason, bool], None] | None = None
 
-    def set(self, reason: str, message: str, *, expected: bool = False) -> None:
+    def set(self, reason: Reason, message: str, *, expected: bool = False) -> None:
         """`expected`: a planned state (shutting down) that is logged at info, not error."""
         with self._lock:
             new = reason not in self._reasons
@@ -34,7 +48,7 @@ class Health:
             if self.on_change:
                 self.on_change(reason, True)
 
-    def clear(self, reason: str) -> None:
+    def clear(self, reason: Reason) -> None:
         with self._lock:
             had = self._reasons.pop(reason, None) is not None
         if had:
@@ -42,7 +56,7 @@ class Health:
             if self.on_change:
                 self.on_change(reason, False)
 
-    def has(self, reason: str) -> bool:
+    def has(self, reason: Reason) -> bool:
         with self._lock:
             return reason in self._reasons
 
@@ -51,7 +65,7 @@ class Health:
         with self._lock:
             return not self._reasons
 
-    def reasons(self) -> dict[str, str]:
+    def reasons(self) -> dict[Reason, str]:
         with self._lock:
             return dict(self._reasons)
 
@@ -62,36 +76,3 @@ class Health:
     def alive(self) -> bool:
         """False when the main loop has not come round for a long time (a hang, not a slow API)."""
         return self._clock() - self._last_beat < self._stall_after_s
-
-
-class DeadLetterBreaker:
-    """Trips when more than `max_ratio` of the last `window` finished records were dead-lettered.
-
-    Counting against the full window (not the records seen so far) keeps a few early poison
-    records in a young stream from tripping it."""
-
-    def __init__(self, window: int, max_ratio: float) -> None:
-        self._outcomes: deque[bool] = deque(maxlen=window)
-        self._limit = max_ratio * window
-        self._dead = 0
-        self.tripped = False
-
-    def record(self, dead: bool) -> bool:
-        """Count one finished record; returns True when this call tripped the breaker."""
-        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
-            self._dead -= 1
-        self._outcomes.append(dead)
-        if dead:
-            self._dead += 1
-        if not self.tripped and self._dead > self._limit:
-            self.tripped = True
-            return True
-        return False
-
-    @property
-    def limit(self) -> float:
-        return self._limit
-
-    @property
-    def window(self) -> int:
-        return self._outcomes.maxlen or 0

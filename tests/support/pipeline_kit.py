@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -215,6 +216,7 @@ class Kit:
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
         decoder: RecordDecoder | None = None,
         commit_interval_s: float = 0.5,
+        seed: int = 1,
     ) -> Pipeline:
         routes = {
             m.topic: Route(TopicMapping.from_settings(m, DEST), decoder or JsonDecoder()) for m in mappings
@@ -237,6 +239,7 @@ class Kit:
             sleep=self.sleep,
             commit_interval_s=commit_interval_s,
             credentials_retry_s=(5.0, 60.0),
+            rng=random.Random(seed),  # jittered retry waits, the same on every run
         )
 
     def started(self, **kwargs: Any) -> Pipeline:

@@ -23,6 +23,30 @@ def test_full_jitter_is_bounded_by_exponential_ceiling_and_cap() -> None:
         assert min(delays) < b.ceiling(attempt) * 0.2 and max(delays) > b.ceiling(attempt) * 0.8
 
 
+def test_equal_jitter_differs_between_seeds_and_stays_within_half_and_the_ceiling() -> None:
+    one, other = Backoff((5.0, 60.0), random.Random(1)), Backoff((5.0, 60.0), random.Random(2))
+    first = [one.equal_jitter(a) for a in range(8)]
+    second = [other.equal_jitter(a) for a in range(8)]
+    assert first != second  # two pods probing after the same failure do not probe in lockstep
+    for waits, backoff in ((first, one), (second, other)):
+        for attempt, wait in enumerate(waits):
+            assert backoff.ceiling(attempt) / 2 <= wait <= backoff.ceiling(attempt)
+            assert 2.5 <= wait <= 60.0
+    again = Backoff((5.0, 60.0), random.Random(1))
+    assert first == [again.equal_jitter(a) for a in range(8)]  # a seeded source repeats itself
+
+
+def test_equal_jitter_grows_to_the_cap() -> None:
+    b = Backoff((1.0, 30.0), random.Random(7))
+    assert [b.ceiling(a) for a in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    waits = [b.equal_jitter(a) for a in range(40)]
+    assert waits[0] <= 1.0 < 15.0 <= min(waits[5:])
+    assert max(waits) <= 30.0
+    assert all(15.0 <= b.equal_jitter(10_000) <= 30.0 for _ in range(200))
+    # every wait is at least half its ceiling, so the lower bound doubles with each attempt
+    assert all(w >= b.ceiling(a) / 2 for a, w in enumerate(waits))
+
+
 def test_retry_after_seconds_and_http_date() -> None:
     now = datetime(2024, 1, 15, 10, 30, 0, tzinfo=UTC)
     assert parse_retry_after("7") == 7.0

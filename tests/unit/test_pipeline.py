@@ -6,10 +6,12 @@ uploads and release them in any order) and asserts on what the broker and the AP
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,10 +19,18 @@ from structlog.testing import capture_logs
 
 import connector.pipeline.loop as pipeline_module
 from connector import __version__
+from connector.ingest.backoff import Backoff
 from connector.ingest.client import CredentialsError
 from connector.kafka.ports import Header, Record, TopicPartition
 from connector.mapping.compiled import MappingError
+from connector.pipeline.deadletter import format_timestamp
+from connector.pipeline.deadletter_path import DeadLetterBreaker
 from connector.pipeline.loop import Pipeline
+from connector.pipeline.offsets import OffsetTracker
+from connector.pipeline.pauses import PauseBook
+from connector.pipeline.retry import RetrySchedule
+from connector.runtime.health import Health, Reason
+from connector.runtime.metrics import Metrics
 from tests.support.pipeline_kit import (
     DEPOSIT_MAPPING,
     EPOCH,
@@ -82,6 +92,14 @@ def within(
         return condition(p)
 
     return until
+
+
+def assert_backs_off(gaps: list[float], first: float, cap: float, slack: float) -> None:
+    """Retry gaps of a jittered doubling schedule: each within [ceiling/2, ceiling] (give or take the
+    loop's step), the ceiling doubling from `first` up to `cap`."""
+    for attempt, gap in enumerate(gaps):
+        ceiling = min(cap, first * 2**attempt)
+        assert ceiling / 2 - slack <= gap <= ceiling + slack, (attempt, gap, gaps)
 
 
 def steps(count: int, *pipelines: Pipeline) -> None:
@@ -264,7 +282,7 @@ def test_a_batch_parked_on_credentials_is_not_overtaken_by_the_next_one() -> Non
     produce(kit, deposits(range(3)), partition=0)
     produce(kit, deposits(range(100, 106)), partition=1)  # two batches
     refused = CredentialsError(401, "deposit", "bad token")
-    kit.uploader.fail_with = [refused, refused]  # both first batches: probes at 5 s and 10 s
+    kit.uploader.fail_with = [refused, refused]  # both first batches: probes after 2.5-5 s and 5-10 s
     p = kit.started()
 
     p.step()
@@ -339,6 +357,13 @@ def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(
     assert p.stats["dead_lettered"] == 1
 
 
+def test_dead_letter_timestamps_are_utc_with_milliseconds() -> None:
+    assert format_timestamp(datetime(2024, 3, 1, 12, 0, 5, 250_999, tzinfo=UTC)) == "2024-03-01T12:00:05.250Z"
+    assert format_timestamp(datetime(2024, 3, 1, 0, 0, 0, 7_000, tzinfo=UTC)) == "2024-03-01T00:00:00.007Z"
+    two_hours_east = timezone(timedelta(hours=2))
+    assert format_timestamp(datetime(2024, 3, 1, 1, 30, tzinfo=two_hours_east)) == "2024-02-29T23:30:00.000Z"
+
+
 def test_failed_dead_letter_write_holds_the_commit_and_is_retried() -> None:
     kit = make_kit()
     produce(kit, [deposit(0), b"poison", deposit(2), deposit(3)])
@@ -355,8 +380,8 @@ def test_failed_dead_letter_write_holds_the_commit_and_is_retried() -> None:
         assert (committed(kit) or 0) <= 1 or len(kit.dlq()) == 1
         return committed(kit) == 4
 
-    step_until(never_past_an_unwritten_poison, p)  # fails again at 1 s, written at 3 s
-    assert kit.clock.now() >= 3.0
+    step_until(never_past_an_unwritten_poison, p)  # fails again after 0.5-1 s, written 1-2 s later
+    assert kit.clock.now() >= 1.5
     assert "dead_letter" not in p.health.reasons()
     assert [dlq_origin(r) for r in kit.dlq()] == [(0, 1)]
     assert p.in_flight_records == 0
@@ -393,13 +418,13 @@ def test_refused_credentials_pause_everything_then_a_probe_resumes() -> None:
     reasons = p.health.reasons()
     assert "credentials" in reasons and "401" in reasons["credentials"]
     assert not p.health.ready
-    step_until(lambda: kit.clock.now() >= 4.8, p)
+    step_until(lambda: kit.clock.now() >= 2.4, p)
     assert kit.uploader.calls == 1  # nothing sent while we wait
     assert kit.dlq() == []
     assert (committed(kit, TP0) or 0) == 0
 
-    step_until(lambda: kit.uploader.calls == 2, p)  # the probe, after the 5 s retry delay
-    assert kit.clock.now() >= 5.0
+    step_until(lambda: kit.uploader.calls == 2, p)  # the probe, after the first retry wait (2.5-5 s)
+    assert_backs_off([kit.uploader.call_times[1] - kit.uploader.call_times[0]], 5.0, 60.0, slack=0.25)
     step_until(lambda: committed(kit, TP0) == 3, p)
     assert kit.paused() == set()
     assert p.health.ready
@@ -416,33 +441,47 @@ def test_while_credentials_are_refused_only_the_probe_is_sent() -> None:
 
     p.step()
     assert kit.uploader.calls == 1
-    step_until(lambda: kit.clock.now() >= 4.8, p)  # partition 1's batch fell due at 1 s
+    step_until(lambda: kit.clock.now() >= 2.4, p)  # partition 1's batch fell due at 1 s
     assert kit.uploader.calls == 1  # ...but is not sent while the API refuses us
     assert kit.dlq() == []
     assert (committed(kit, TP0) or 0) == 0 and (committed(kit, TP1) or 0) == 0
 
     step_until(lambda: committed(kit, TP0) == 3 and committed(kit, TP1) == 2, p)
     assert kit.uploader.calls == 3  # the probe, then the batch that waited
-    assert kit.uploader.call_times[1] >= 5.0
+    assert kit.uploader.call_times[1] >= 2.5
     assert received(kit) == ids([0, 1, 2, 100, 101])
 
 
-def test_repeated_credential_failures_back_off_up_to_the_cap() -> None:
+def _probe_gaps(seed: int) -> tuple[Kit, Pipeline, list[float]]:
+    """Seven refusals in a row: the gaps between the eight calls to the API."""
     kit = make_kit()
     produce(kit, deposits(range(3)))
     kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token") for _ in range(7)]
-    p = kit.started()
+    p = kit.started(seed=seed)
 
     def tick() -> bool:
-        kit.clock.advance(1.0)
+        kit.clock.advance(0.1)
         return kit.uploader.calls == 8
 
-    step_until(tick, p)
-    gaps = [b - a for a, b in zip(kit.uploader.call_times, kit.uploader.call_times[1:], strict=False)]
-    assert gaps == [pytest.approx(d, abs=1.3) for d in (5, 10, 20, 40, 60, 60, 60)]
+    step_until(tick, p, limit=10_000)
+    times = kit.uploader.call_times
+    return kit, p, [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_repeated_credential_failures_back_off_up_to_the_cap() -> None:
+    kit, p, gaps = _probe_gaps(seed=1)
+    assert_backs_off(gaps, 5.0, 60.0, slack=0.4)  # ceilings 5, 10, 20, 40, 60, 60, 60
+    assert min(gaps[4:]) >= 30.0 - 0.4  # at the cap
     assert kit.dlq() == []
     step_until(lambda: committed(kit) == 3, p)
     assert received(kit) == ids(range(3))
+
+
+def test_credential_probes_of_two_pods_do_not_run_in_lockstep() -> None:
+    _, _, one = _probe_gaps(seed=1)
+    _, _, other = _probe_gaps(seed=2)
+    assert_backs_off(other, 5.0, 60.0, slack=0.4)
+    assert sum(abs(a - b) for a, b in zip(one, other, strict=True)) > 5.0
 
 
 # ================================================================ 6. bounded memory
@@ -785,4 +824,76 @@ def test_registry_retries_back_off() -> None:
     kit, p, decoder = _registry_outage(failures=4)
     step_until(lambda: committed(kit, TP0) == 5, p)
     gaps = [b - a for a, b in zip(decoder.failed_at, decoder.failed_at[1:], strict=False)]
-    assert gaps == [pytest.approx(d, abs=0.25) for d in (1, 2, 4)]
+    assert len(gaps) == 3
+    assert_backs_off(gaps, 1.0, 30.0, slack=0.25)  # ceilings 1, 2, 4
+
+
+# ================================================================ readiness reasons
+def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
+    assert {r.value for r in Reason} == {
+        "starting",
+        "stopping",
+        "credentials",
+        "breaker",
+        "registry",
+        "dead_letter",
+        "backpressure",
+    }
+    health = Health(clock=lambda: 0.0)
+    health.set(Reason.CREDENTIALS, "401 bad token")
+    assert health.has("credentials")  # type: ignore[arg-type]  # what callers passing plain strings do
+    assert json.dumps(health.reasons()) == (
+        '{"starting": "the consumer has not joined its group yet", "credentials": "401 bad token"}'
+    )
+    metrics = Metrics()
+    metrics.unready_reason.labels(Reason.DEAD_LETTER).set(1)
+    assert metrics.registry.get_sample_value("optikpi_unready", {"reason": "dead_letter"}) == 1
+
+
+# ================================================================ the parts, alone
+class PauseRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[TopicPartition]]] = []
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("pause", list(partitions)))
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("resume", list(partitions)))
+
+
+def test_a_partition_paused_for_two_reasons_resumes_when_both_cleared() -> None:
+    consumer, tracker, metrics = PauseRecorder(), OffsetTracker(), Metrics()
+    for tp in BOTH:
+        tracker.assign(tp)
+    book = PauseBook(consumer, tracker, metrics)  # type: ignore[arg-type]  # only pause/resume used
+    book.pause([TP0], Reason.REGISTRY)
+    book.pause_all(Reason.CREDENTIALS)
+    assert consumer.calls == [("pause", [TP0]), ("pause", [TP1])]  # TP0 was paused already
+    assert metrics.registry.get_sample_value("optikpi_paused_partitions") == 2
+
+    book.resume(Reason.CREDENTIALS)
+    assert consumer.calls[-1] == ("resume", [TP1])  # TP0 still waits for the registry
+    assert book.holds(Reason.REGISTRY) and not book.holds(Reason.CREDENTIALS)
+    book.resume(Reason.REGISTRY, [TP0])
+    assert consumer.calls[-1] == ("resume", [TP0])
+    assert metrics.registry.get_sample_value("optikpi_paused_partitions") == 0
+
+
+def test_retry_schedule_waits_longer_each_failure_until_a_success() -> None:
+    now = [0.0]
+    schedule: RetrySchedule[str] = RetrySchedule(Backoff((1.0, 30.0)), lambda: now[0])
+    waits = [schedule.schedule(name) for name in ("a", "b", "c")]
+    for attempt, wait in enumerate(waits):
+        assert 2**attempt / 2 <= wait <= 2**attempt
+    assert schedule.due(0.49) == [] and len(schedule) == 3
+    assert schedule.due(4.0) == ["a", "b", "c"] and len(schedule) == 0
+    schedule.succeeded()
+    assert 0.5 <= schedule.schedule("d") <= 1.0
+
+
+def test_breaker_counts_against_the_full_window() -> None:
+    breaker = DeadLetterBreaker(window=4, max_ratio=0.5)
+    assert [breaker.record(True) for _ in range(2)] == [False, False]  # 2 of 4: not more than half
+    assert breaker.record(True) and breaker.tripped
+    assert not breaker.record(True)  # trips once

@@ -1,0 +1,121 @@
+"""The pause book: which partitions are paused, and for which reasons; and backpressure, the
+reason that comes from our own load.
+
+Several conditions pause fetching independently (backpressure, refused credentials, a tripped
+dead-letter breaker, a schema registry stall, stopping). A partition stays paused while any of
+its reasons holds, so one condition clearing never resumes a partition another one still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from connector.config.settings import BackpressureSettings
+from connector.kafka.ports import ConsumerPort, TopicPartition
+from connector.pipeline.offsets import OffsetTracker
+from connector.runtime.health import Reason
+from connector.runtime.logs import get_logger
+from connector.runtime.metrics import Metrics
+
+log = get_logger(__name__)
+
+RESUME_FRACTION = 0.5  # backpressure hysteresis: resume when in-flight falls below half the bound
+
+
+class PauseBook:
+    def __init__(self, consumer: ConsumerPort, tracker: OffsetTracker, metrics: Metrics) -> None:
+        self._consumer = consumer
+        self._tracker = tracker  # read only: which partitions we own
+        self._metrics = metrics
+        self._reasons: dict[TopicPartition, set[Reason]] = {}
+        self._deferred: list[TopicPartition] = []
+
+    def pause(self, partitions: Iterable[TopicPartition], reason: Reason, *, defer: bool = False) -> None:
+        """`defer`: inside the assign callback the partitions are not assigned yet and a pause would
+        be lost; `apply_deferred` pauses them right after consume() returns."""
+        newly = []
+        for tp in partitions:
+            reasons = self._reasons.setdefault(tp, set())
+            if not reasons:
+                newly.append(tp)
+            reasons.add(reason)
+        if newly and defer:
+            self._deferred.extend(newly)
+        elif newly:
+            self._consumer.pause(newly)
+        self._count()
+
+    def pause_all(self, reason: Reason) -> None:
+        """Pause every partition we own."""
+        self.pause(self._tracker.partitions(), reason)
+
+    def resume(self, reason: Reason, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Drop `reason` (for all partitions, or these); resume those left without a reason."""
+        targets = list(self._reasons) if partitions is None else list(partitions)
+        resumed = []
+        for tp in targets:
+            reasons = self._reasons.get(tp)
+            if reasons and reason in reasons:
+                reasons.discard(reason)
+                if not reasons and self._tracker.owns(tp):
+                    resumed.append(tp)
+        if resumed:
+            self._consumer.resume(resumed)
+        self._count()
+
+    def apply_deferred(self) -> None:
+        if not self._deferred:
+            return
+        owned = [tp for tp in self._deferred if self._reasons.get(tp)]
+        self._deferred.clear()
+        if owned:
+            self._consumer.pause(owned)
+
+    def holds(self, reason: Reason) -> bool:
+        """Whether any partition is paused for `reason`."""
+        return any(reason in reasons for reasons in self._reasons.values())
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Assigned afresh, revoked or lost: a partition's old reasons no longer apply."""
+        for tp in partitions:
+            self._reasons.pop(tp, None)
+
+    def _count(self) -> None:
+        self._metrics.paused_partitions.set(sum(1 for reasons in self._reasons.values() if reasons))
+
+
+class Backpressure:
+    """Records (and their bytes) consumed but not done yet, against the configured bounds: at a
+    bound every partition pauses, and resumes once below RESUME_FRACTION of it. Slow is not
+    unready: this never touches readiness."""
+
+    def __init__(self, settings: BackpressureSettings, pauses: PauseBook, metrics: Metrics) -> None:
+        self._settings = settings
+        self._pauses = pauses
+        self._metrics = metrics
+        self.records = 0
+        self.bytes = 0
+
+    def add(self, size: int) -> None:
+        self.records += 1
+        self.bytes += size
+
+    def remove(self, records: int, size: int) -> None:
+        self.records -= records
+        self.bytes -= size
+
+    def over(self, fraction: float = 1.0) -> bool:
+        return (
+            self.records >= self._settings.max_in_flight_records * fraction
+            or self.bytes >= self._settings.max_in_flight_bytes * fraction
+        )
+
+    def apply(self) -> None:
+        self._metrics.in_flight_records.set(self.records)
+        self._metrics.in_flight_bytes.set(self.bytes)
+        paused = self._pauses.holds(Reason.BACKPRESSURE)
+        if not paused and self.over():
+            log.info("in-flight bound reached; pausing fetch", records=self.records, bytes=self.bytes)
+            self._pauses.pause_all(Reason.BACKPRESSURE)
+        elif paused and not self.over(RESUME_FRACTION):
+            self._pauses.resume(Reason.BACKPRESSURE)
