@@ -12,7 +12,8 @@ import pytest
 from connector.devtools.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxOptions, SandboxServer
-from connector.kafka.adapter import KafkaAdmin, admin_config
+from connector.kafka.admin import KafkaAdmin
+from connector.kafka.config import admin_config
 from connector.kafka.ports import KafkaPortError
 from tests.support.brokers import UniqueNames
 

@@ -1,4 +1,5 @@
-"""`connector.kafka.adapter` against a real Kafka-protocol broker (the embedded Tansu).
+"""The confluent-kafka adapters (`connector.kafka.consumer`, `.producer`, `.admin`) against a real
+Kafka-protocol broker (the embedded Tansu).
 
 The same behaviours the in-memory fake promises: round trip, commits, cooperative rebalancing,
 pause/resume, end offsets from fetched data, delivery reports, and the ownership guard on commit.
@@ -11,16 +12,11 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from connector.devtools.embedded_broker import EmbeddedBroker
-from connector.kafka.adapter import (
-    KafkaAdmin,
-    KafkaConsumer,
-    KafkaProducer,
-    admin_config,
-    consumer_config,
-    producer_config,
-    redact_config,
-)
+from connector.kafka.admin import KafkaAdmin
+from connector.kafka.config import admin_config, producer_config
+from connector.kafka.consumer import KafkaConsumer
 from connector.kafka.ports import CommitError, DeliveryError, Record, TopicPartition
+from connector.kafka.producer import KafkaProducer
 from tests.support.brokers import (
     RecordingListener,
     UniqueNames,
@@ -250,55 +246,14 @@ def test_commit_for_a_partition_not_owned_raises_commit_error_though_tansu_would
     # group protocol) stores an OffsetCommit from any current member for any partition (even one
     # that does not exist). Pinned down here by going around the adapter on purpose.
     raw = consumer._consumer
-    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka.adapter imports confluent_kafka
+    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka imports confluent_kafka
     result = raw.commit(offsets=[ck_topic_partition(other_topic, 0, 7)], asynchronous=False)
 
     assert [tp.error for tp in result] == [None]
     assert consumer.committed([other], 10.0) == {other: 7}
 
 
-# --- no broker needed: configuration and the producer's close ---------------------------------
-
-
-def test_consumer_config_never_commits_on_its_own_and_user_properties_win() -> None:
-    config = consumer_config("k:9092", "group", "earliest", {"session.timeout.ms": 6000, "client.id": "mine"})
-
-    assert config["enable.auto.commit"] is False
-    assert config["enable.auto.offset.store"] is False
-    assert config["partition.assignment.strategy"] == "cooperative-sticky"
-    assert config["enable.partition.eof"] is False
-    assert (config["bootstrap.servers"], config["group.id"], config["auto.offset.reset"]) == (
-        "k:9092",
-        "group",
-        "earliest",
-    )
-    assert (config["session.timeout.ms"], config["client.id"]) == (6000, "mine")
-
-
-def test_producer_config_is_idempotent_with_acks_all() -> None:
-    config = producer_config("k:9092", {"linger.ms": 5})
-
-    assert (config["enable.idempotence"], config["acks"], config["linger.ms"]) == (True, "all", 5)
-
-
-def test_redacted_config_hides_every_secret() -> None:
-    config = {
-        "sasl.password": "p",
-        "ssl.key.password": "p",
-        "ssl.key.pem": "p",
-        "sasl.oauthbearer.client.secret": "p",
-        "basic.auth.user.info": "u:p",
-        "some.token": "p",
-        "sasl.username": "alice",
-        "error_cb": print,
-    }
-
-    safe = redact_config(config)
-
-    assert "p" not in safe.values()
-    assert "u:p" not in safe.values()
-    assert safe["sasl.username"] == "alice"
-    assert safe["error_cb"] == "<builtin_function_or_method>"
+# --- no broker needed: the producer's close ----------------------------------------------------
 
 
 def test_closing_the_producer_reports_what_was_never_delivered() -> None:
