@@ -33,28 +33,16 @@ class ProducedSamples(dict[str, tuple[int, int]]):
     failed: int = 0
 
 
-def run_produce_sample(
-    settings: Settings,
-    count: int,
-    poison_rate: float,
-    seed: int,
-    *,
-    producer: ProducerPort | None = None,
-    admin: AdminPort | None = None,
-) -> int:
-    """The command: `producer` and `admin` default to real clients on `settings.kafka`."""
+def run_produce_sample(settings: Settings, count: int, poison_rate: float, seed: int) -> int:
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+    from connector.kafka.producer import KafkaProducer
+
+    k = settings.kafka
+    assert k is not None
     registry = build_registry(settings)
-    if producer is None:
-        from connector.kafka.producer import KafkaProducer
-
-        producer = KafkaProducer(kafka_producer_config(settings))
-    if admin is None:
-        from connector.kafka.admin import KafkaAdmin
-        from connector.kafka.config import admin_config
-
-        k = settings.kafka
-        assert k is not None
-        admin = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties))
+    producer = KafkaProducer(kafka_producer_config(settings))
+    admin = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties))
     try:
         produced = produce_samples(
             settings, producer, admin, registry, count, poison_rate, random.Random(seed)
