@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 
+from connector.cli import main
+from connector.errors import ExitCode
 from connector.kafka.config import (
     CONSUMER_GUARDED,
     PRODUCER_GUARDED,
@@ -182,3 +185,36 @@ def test_is_secret_key_is_the_log_redactions_pattern(name: str) -> None:
 
     assert is_secret_key(name) is expected
     assert (redact(None, "info", {"event": "e", name: "value"})[name] == "***") is expected
+
+
+def test_a_property_librdkafka_refuses_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "connector.yaml"
+    config.write_text(
+        """
+kafka:
+  bootstrap_servers: 127.0.0.1:1
+  properties:
+    no.such.property: 1
+optikpi:
+  base_url: https://gateway.example.com/apigw/ingest
+  account_id: acc
+  workspace_id: ws
+  auth_token: token-1b2c3d4e
+dead_letter:
+  topic: optikpi-connector.dlq
+mappings:
+  - topic: casino.bets
+    endpoint: gaming-activity
+    schema: bet.avsc
+    format: avro
+""",
+        encoding="utf-8",
+    )
+
+    code = main(["run", "--config", str(config)])
+
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert "kafka.properties" in err and "no.such.property" in err and "Traceback" not in err
