@@ -268,15 +268,15 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
     if args.command == "dlq":
         return _dlq(args, settings)
     if args.command == "run":
-        from connector.pipeline.wiring import run_connector
+        from connector.commands.run import run_connector
 
         return run_connector(settings)
     if args.command == "check":
-        from connector.pipeline.wiring import run_check
+        from connector.commands.check import run_check
 
         return run_check(settings, offline=args.offline, as_json=args.json)
     if args.command == "produce-sample":
-        from connector.pipeline.wiring import run_produce_sample
+        from connector.devtools.produce import run_produce_sample
 
         return run_produce_sample(settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed)
     raise AssertionError(f"unhandled command {args.command}")

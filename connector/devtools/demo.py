@@ -55,6 +55,7 @@ def demo_config(
 
 def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) -> int:
     from connector.devtools.embedded_broker import EmbeddedBroker
+    from connector.devtools.produce import produce_samples
     from connector.devtools.registry_stub import RegistryStub
     from connector.devtools.sandbox.server import (
         DEMO_ACCOUNT_ID,
@@ -64,7 +65,7 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
         SandboxServer,
     )
     from connector.kafka.adapter import KafkaAdmin, KafkaProducer, admin_config
-    from connector.pipeline.wiring import build_connector, produce_samples
+    from connector.pipeline.wiring import build_connector
 
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -1,8 +1,8 @@
 """The small port the pipeline talks to instead of confluent-kafka.
 
-`connector.kafka.adapter` implements it on a real broker, `connector.kafka.memory` in memory with an
-injectable clock, so the commit, rebalance and backpressure logic is tested deterministically
-and then again against a real Kafka-protocol broker.
+`connector.kafka.consumer`, `.producer` and `.admin` implement it on a real broker,
+`connector.kafka.memory` in memory with an injectable clock, so the commit, rebalance and
+backpressure logic is tested deterministically; tests/contract checks that both behave alike.
 """
 
 from __future__ import annotations

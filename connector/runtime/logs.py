@@ -19,6 +19,13 @@ _SECRET_KEY = re.compile(
     r"(token|secret|password|passwd|authorization|api[_-]?key|user\.info|credential)", re.I
 )
 _MASK = "***"
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a field or setting with this name holds a secret (its value is never logged)."""
+    return _SECRET_KEY.search(name) is not None
+
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 

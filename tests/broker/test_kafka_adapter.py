@@ -1,7 +1,9 @@
-"""`connector.kafka.adapter` against a real Kafka-protocol broker (the embedded Tansu).
+"""The confluent-kafka adapters (`connector.kafka.consumer`, `.producer`, `.admin`) against a real
+Kafka-protocol broker (the embedded Tansu).
 
-The same behaviours the in-memory fake promises: round trip, commits, cooperative rebalancing,
-pause/resume, end offsets from fetched data, delivery reports, and the ownership guard on commit.
+What only the real adapters show: cooperative rebalancing between two members, why the ownership
+guard on commit lives in the adapter, and the producer's close. What the fake and the adapters share
+(round trip, commits, pause/resume, end offsets, delivery reports, close) is in tests/contract.
 """
 
 from __future__ import annotations
@@ -11,23 +13,16 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from connector.devtools.embedded_broker import EmbeddedBroker
-from connector.kafka.adapter import (
-    KafkaAdmin,
-    KafkaConsumer,
-    KafkaProducer,
-    admin_config,
-    consumer_config,
-    producer_config,
-    redact_config,
-)
-from connector.kafka.ports import CommitError, DeliveryError, Record, TopicPartition
+from connector.kafka.config import producer_config
+from connector.kafka.consumer import KafkaConsumer
+from connector.kafka.ports import CommitError, DeliveryError, TopicPartition
+from connector.kafka.producer import KafkaProducer
 from tests.support.brokers import (
     RecordingListener,
     UniqueNames,
     consume_until,
     create_topics,
     make_consumer,
-    make_producer,
     poll_rounds,
     produce_records,
 )
@@ -56,72 +51,6 @@ def joined(
     listener = listener if listener is not None else RecordingListener()
     consumer.subscribe(topics, listener)
     return consumer, listener
-
-
-def positions(records: Sequence[Record]) -> list[tuple[int, int]]:
-    return [(r.partition, r.offset) for r in records]
-
-
-def test_admin_creates_topics_once_and_lists_them(broker: EmbeddedBroker, names: UniqueNames) -> None:
-    admin = KafkaAdmin(admin_config(broker.bootstrap_servers, {}))
-    admin.create_topics([names.topic("a"), names.topic("b")], 3, 15.0)
-    admin.create_topics([names.topic("a")], 3, 15.0)  # TOPIC_ALREADY_EXISTS is not an error
-
-    listed = admin.list_topics(5.0)
-
-    assert listed[names.topic("a")] == 3
-    assert listed[names.topic("b")] == 3
-
-
-def test_records_round_trip_with_keys_and_headers_then_close_leaves_quietly(
-    broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
-) -> None:
-    topic = names.topic()
-    create_topics(broker.bootstrap_servers, [topic], 1)
-    produce_records(
-        broker.bootstrap_servers,
-        topic,
-        5,
-        key=lambda i: None if i == 4 else b"key-%d" % i,
-        headers=lambda i: [("source", b"test"), ("n", b"%d" % i), ("nothing", None)],
-    )
-    consumer, listener = joined(broker, consumers, names.group(), [topic])
-
-    records = consume_until([consumer], lambda got: len(got) >= 5)
-
-    assert positions(records) == [(0, i) for i in range(5)]
-    assert [r.value for r in records] == [b"value-%d" % i for i in range(5)]
-    assert [r.key for r in records] == [b"key-0", b"key-1", b"key-2", b"key-3", None]
-    assert records[2].headers == (("source", b"test"), ("n", b"2"), ("nothing", None))
-    assert all(r.topic == topic and r.timestamp_ms is not None and r.timestamp_ms > 0 for r in records)
-
-    consumer.close()
-    consumer.close()  # idempotent
-
-    assert consumer.assignment() == set()
-    # close() leaves the group without calling the listener: the caller has committed already.
-    assert listener.events == [("assign", [TopicPartition(topic, 0)])]
-
-
-def test_a_new_consumer_in_the_group_resumes_after_the_committed_offset(
-    broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
-) -> None:
-    topic, group = names.topic(), names.group()
-    tp = TopicPartition(topic, 0)
-    create_topics(broker.bootstrap_servers, [topic], 1)
-    produce_records(broker.bootstrap_servers, topic, 10)
-    first, _ = joined(broker, consumers, group, [topic])
-    consume_until([first], lambda got: len(got) >= 10)
-    assert first.committed([tp], 10.0) == {tp: None}
-
-    first.commit({tp: 4})
-    assert first.committed([tp], 10.0) == {tp: 4}
-    first.close()
-
-    second, _ = joined(broker, consumers, group, [topic])
-    records = consume_until([second], lambda got: len(got) >= 6)
-
-    assert positions(records) == [(0, i) for i in range(4, 10)]
 
 
 def test_two_consumers_split_the_partitions_cooperatively_and_one_takes_all_when_the_other_leaves(
@@ -171,67 +100,6 @@ def test_two_consumers_split_the_partitions_cooperatively_and_one_takes_all_when
     assert first_listener.partitions("assign") == everything
 
 
-def test_paused_partitions_deliver_nothing_until_resumed(
-    broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
-) -> None:
-    topic = names.topic()
-    p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
-    create_topics(broker.bootstrap_servers, [topic], 2)
-    consumer, _ = joined(broker, consumers, names.group(), [topic])
-    consume_until([consumer], lambda _: consumer.assignment() == {p0, p1})
-
-    consumer.pause([p0])
-    produce_records(broker.bootstrap_servers, topic, 6, partitions=2)
-    while_paused = consume_until([consumer], lambda got: len(got) >= 3)
-    while_paused += poll_rounds([consumer], 10)
-
-    assert positions(while_paused) == [(1, 0), (1, 1), (1, 2)]
-
-    consumer.resume([p0])
-    after_resume = consume_until([consumer], lambda got: len(got) >= 3)
-
-    assert positions(after_resume) == [(0, 0), (0, 1), (0, 2)]
-
-
-def test_high_watermarks_come_from_fetched_data(
-    broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
-) -> None:
-    # Tansu answers ListOffsets with a wrong end offset (1 here); the fetch responses carry the right one.
-    topic = names.topic()
-    p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
-    create_topics(broker.bootstrap_servers, [topic], 2)
-    produce_records(broker.bootstrap_servers, topic, 5, partition=0)
-    produce_records(broker.bootstrap_servers, topic, 3, partition=1)
-    consumer, _ = joined(broker, consumers, names.group(), [topic])
-
-    consume_until([consumer], lambda got: len(got) >= 8)
-
-    assert consumer.high_watermarks() == {p0: 5, p1: 3}
-
-
-def test_delivery_reports_arrive_through_flush_including_refused_records(
-    broker: EmbeddedBroker, names: UniqueNames
-) -> None:
-    topic = names.topic()
-    create_topics(broker.bootstrap_servers, [topic], 1)
-    producer = make_producer(broker.bootstrap_servers)
-    reports: list[DeliveryError | None] = []
-    bad_reports: list[DeliveryError | None] = []
-    try:
-        for i in range(3):
-            producer.produce(topic, b"k", b"%d" % i, [("h", b"v")], reports.append)
-        # Partition 7 does not exist: librdkafka refuses it; the caller still hears through the callback.
-        producer.produce(topic, None, b"lost", [], bad_reports.append, partition=7)
-
-        assert producer.flush(30.0) == 0
-    finally:
-        producer.close()
-
-    assert reports == [None, None, None]
-    assert len(bad_reports) == 1
-    assert isinstance(bad_reports[0], DeliveryError)
-
-
 def test_commit_for_a_partition_not_owned_raises_commit_error_though_tansu_would_store_it(
     broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
 ) -> None:
@@ -250,55 +118,14 @@ def test_commit_for_a_partition_not_owned_raises_commit_error_though_tansu_would
     # group protocol) stores an OffsetCommit from any current member for any partition (even one
     # that does not exist). Pinned down here by going around the adapter on purpose.
     raw = consumer._consumer
-    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka.adapter imports confluent_kafka
+    ck_topic_partition = type(raw.assignment()[0])  # only connector.kafka imports confluent_kafka
     result = raw.commit(offsets=[ck_topic_partition(other_topic, 0, 7)], asynchronous=False)
 
     assert [tp.error for tp in result] == [None]
     assert consumer.committed([other], 10.0) == {other: 7}
 
 
-# --- no broker needed: configuration and the producer's close ---------------------------------
-
-
-def test_consumer_config_never_commits_on_its_own_and_user_properties_win() -> None:
-    config = consumer_config("k:9092", "group", "earliest", {"session.timeout.ms": 6000, "client.id": "mine"})
-
-    assert config["enable.auto.commit"] is False
-    assert config["enable.auto.offset.store"] is False
-    assert config["partition.assignment.strategy"] == "cooperative-sticky"
-    assert config["enable.partition.eof"] is False
-    assert (config["bootstrap.servers"], config["group.id"], config["auto.offset.reset"]) == (
-        "k:9092",
-        "group",
-        "earliest",
-    )
-    assert (config["session.timeout.ms"], config["client.id"]) == (6000, "mine")
-
-
-def test_producer_config_is_idempotent_with_acks_all() -> None:
-    config = producer_config("k:9092", {"linger.ms": 5})
-
-    assert (config["enable.idempotence"], config["acks"], config["linger.ms"]) == (True, "all", 5)
-
-
-def test_redacted_config_hides_every_secret() -> None:
-    config = {
-        "sasl.password": "p",
-        "ssl.key.password": "p",
-        "ssl.key.pem": "p",
-        "sasl.oauthbearer.client.secret": "p",
-        "basic.auth.user.info": "u:p",
-        "some.token": "p",
-        "sasl.username": "alice",
-        "error_cb": print,
-    }
-
-    safe = redact_config(config)
-
-    assert "p" not in safe.values()
-    assert "u:p" not in safe.values()
-    assert safe["sasl.username"] == "alice"
-    assert safe["error_cb"] == "<builtin_function_or_method>"
+# --- no broker needed: the producer's close ----------------------------------------------------
 
 
 def test_closing_the_producer_reports_what_was_never_delivered() -> None:

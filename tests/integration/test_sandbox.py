@@ -24,21 +24,11 @@ from connector.devtools.sandbox.server import (
 )
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.signing import HmacAuth, StaticToken, derive_key, sign
+from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.integration
 
 GAMING = "/events/gaming-activity"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def gaming_record(i: int, **changes: Any) -> dict[str, Any]:

@@ -8,15 +8,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from connector.kafka.adapter import (
-    KafkaAdmin,
-    KafkaConsumer,
-    KafkaProducer,
-    admin_config,
-    consumer_config,
-    producer_config,
-)
-from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
+from connector.kafka.admin import KafkaAdmin
+from connector.kafka.config import admin_config, consumer_config, producer_config
+from connector.kafka.consumer import KafkaConsumer
+from connector.kafka.ports import ConsumerPort, DeliveryError, Header, Record, TopicPartition
+from connector.kafka.producer import KafkaProducer
 
 # Tansu's group coordinator is slow to notice a vanished member; these keep tests short
 # (and librdkafka accepts them: heartbeat < session timeout, session < poll interval).
@@ -134,7 +130,7 @@ def make_consumer(
 
 
 def consume_until(
-    consumers: Iterable[KafkaConsumer],
+    consumers: Iterable[ConsumerPort],
     done: Callable[[list[Record]], bool],
     timeout_s: float = DEFAULT_WAIT_S,
     max_records: int = 500,
@@ -151,7 +147,7 @@ def consume_until(
     return records
 
 
-def poll_rounds(consumers: Iterable[KafkaConsumer], rounds: int, max_records: int = 500) -> list[Record]:
+def poll_rounds(consumers: Iterable[ConsumerPort], rounds: int, max_records: int = 500) -> list[Record]:
     """A fixed number of short polls on every consumer (to observe that nothing more arrives)."""
     members = list(consumers)
     records: list[Record] = []

@@ -1,4 +1,4 @@
-"""Shared helpers for the HTTP-side tests: a fake clock, a scripted httpx.MockTransport handler,
+"""Shared helpers for the HTTP-side tests: a scripted httpx.MockTransport handler,
 valid records for every endpoint, and a `send` configuration writer."""
 
 from __future__ import annotations
@@ -16,27 +16,7 @@ import structlog
 
 from connector.endpoints import ENDPOINTS
 from connector.runtime import logs
-
-
-class FakeClock:
-    """Simulated monotonic time: `sleep` records the wait and moves the clock instead of blocking."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-        # Called after every sleep, e.g. to cancel an upload from "another thread" mid-wait.
-        self.on_sleep: Callable[[float], None] | None = None
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, f"negative sleep {seconds}"
-        self.sleeps.append(seconds)
-        self.t += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(seconds)
-
+from connector.runtime.clock import FakeClock  # noqa: F401  # imported from here by test_ingest, test_logs
 
 Responder = Callable[[httpx.Request, list[dict[str, Any]]], httpx.Response]
 

@@ -14,6 +14,7 @@ import pytest
 from connector import __version__
 from connector.cli import build_parser, main
 from connector.errors import ExitCode
+from connector.kafka.memory.broker import InMemoryBroker
 from tests.support.http import preserved_structlog, valid_record, write_jsonl, write_send_config
 
 pytestmark = pytest.mark.unit
@@ -265,3 +266,66 @@ def test_python_dash_m_connector_bad_config_exits_2_without_traceback(tmp_path: 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("configuration error:") for line in lines), done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- produce-sample, on the in-memory broker -----------------------------------------------------
+
+
+@pytest.fixture
+def sample_broker(monkeypatch: pytest.MonkeyPatch) -> InMemoryBroker:
+    """The in-memory broker standing behind `produce-sample`'s Kafka producer and admin client."""
+    broker = InMemoryBroker()
+    monkeypatch.setattr("connector.kafka.producer.KafkaProducer", lambda _config: broker.producer())
+    monkeypatch.setattr("connector.kafka.admin.KafkaAdmin", lambda _config: broker.admin())
+    return broker
+
+
+def _sample_config(tmp_path: Path) -> Path:
+    path = tmp_path / "samples.yaml"
+    path.write_text(
+        """
+kafka:
+  bootstrap_servers: localhost:9092
+mappings:
+  - topic: casino.bets
+    endpoint: gaming-activity
+    schema: bet.avsc
+    format: avro
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_produce_sample_exits_0_when_every_event_is_delivered(
+    sample_broker: InMemoryBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["produce-sample", "--config", str(_sample_config(tmp_path)), "--count", "10"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "casino.bets: 10 events" in out and "not delivered" not in err
+    assert len(sample_broker.records("casino.bets")) == 10
+
+
+def test_produce_sample_exits_1_and_says_how_many_when_deliveries_fail(
+    sample_broker: InMemoryBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample_broker.create_topic("casino.bets", 3)
+    sample_broker.fail_deliveries("casino.bets", 3)
+
+    code = main(["produce-sample", "--config", str(_sample_config(tmp_path)), "--count", "10"])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "casino.bets: 10 events" in out
+    assert (
+        [line for line in err.splitlines() if "not delivered" in line]
+        == [
+            line
+            for line in err.splitlines()
+            if line.startswith("error: 3 of 10 sample events were not delivered")
+        ]
+        != []
+    )
+    assert len(sample_broker.records("casino.bets")) == 7

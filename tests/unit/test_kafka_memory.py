@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from connector.kafka.memory import FakeClock, InMemoryBroker, InMemoryConsumer
+from connector.kafka.memory.broker import InMemoryBroker
+from connector.kafka.memory.clients import InMemoryConsumer
 from connector.kafka.ports import CommitError, DeliveryError, FatalKafkaError, KafkaPortError, TopicPartition
+from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.unit
 

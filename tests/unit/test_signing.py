@@ -28,6 +28,7 @@ from connector.ingest.signing import (
     sign,
     verify,
 )
+from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.unit
 
@@ -60,17 +61,6 @@ def node_or_skip() -> str:
     if node is None:
         pytest.skip("node is not installed; the live crypto cross-check needs it")
     return node
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # --- key derivation and signature ------------------------------------------------------------

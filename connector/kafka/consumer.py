@@ -1,0 +1,279 @@
+"""`ConsumerPort` on a confluent-kafka `Consumer` in a consumer group, and the conversions between
+librdkafka's messages, partitions and errors and the port's, which the producer and reader share.
+
+Choices that matter for correctness:
+- offsets are never committed or stored automatically (see `connector.kafka.config`); the pipeline
+  commits explicit offsets, synchronously, and only for partitions this member currently owns
+  (brokers do not check ownership: Tansu and the classic Kafka group protocol accept a commit for
+  any partition from any member of the current generation, so the guard lives here);
+- cooperative-sticky assignment: a rebalance revokes only the partitions that move. The listener
+  is called from inside `consume()`; confluent-kafka performs the incremental (un)assign itself
+  right after the callback returns (or raises), so the revoked partitions are still owned, and can
+  be committed, while `on_revoke` runs;
+- `close()` leaves the group without calling the listener: the caller commits first;
+- end offsets come from fetch responses (`cached=True`), never from ListOffsets, which some
+  brokers (Tansu) answer wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import confluent_kafka as ck
+
+from connector.kafka._errors import describe, port_error
+from connector.kafka.admin import kafka_version
+from connector.kafka.config import redact_config
+from connector.kafka.ports import (
+    CommitError,
+    ConsumerPort,
+    FatalKafkaError,
+    Header,
+    KafkaPortError,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+)
+from connector.runtime.logs import get_logger
+
+
+def to_port(partitions: Iterable[ck.TopicPartition]) -> list[TopicPartition]:
+    return [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+
+
+def to_ck(partitions: Iterable[TopicPartition]) -> list[ck.TopicPartition]:
+    return [ck.TopicPartition(tp.topic, tp.partition) for tp in partitions]
+
+
+def to_record(message: ck.Message) -> Record:
+    topic = message.topic()
+    partition = message.partition()
+    offset = message.offset()
+    if topic is None or partition is None or offset is None:
+        raise KafkaPortError("librdkafka returned a message without a position")
+    raw_headers = message.headers() or []
+    headers: tuple[Header, ...] = tuple(
+        (name, value.encode() if isinstance(value, str) else value)
+        for name, value in (raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)
+    )
+    timestamp_type, timestamp = message.timestamp()
+    return Record(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=message.key(),
+        value=message.value(),
+        headers=headers,
+        timestamp_ms=None if timestamp_type == ck.TIMESTAMP_NOT_AVAILABLE else timestamp,
+    )
+
+
+def cached_high_watermarks(consumer: ck.Consumer) -> dict[TopicPartition, int]:
+    """End offsets of the assigned partitions as last seen in fetched data (absent: none fetched yet).
+
+    librdkafka's "no offset" marker (OFFSET_INVALID, -1001) is negative like every other non-offset.
+    """
+    try:
+        assigned = consumer.assignment()
+    except ck.KafkaException as exc:
+        raise port_error(exc, "cannot read the assignment") from exc
+    marks: dict[TopicPartition, int] = {}
+    for tp in assigned:
+        try:
+            watermarks = consumer.get_watermark_offsets(tp, cached=True)
+        except ck.KafkaException:
+            continue  # nothing fetched for it yet
+        if watermarks is not None and watermarks[1] >= 0:
+            marks[TopicPartition(tp.topic, tp.partition)] = watermarks[1]
+    return marks
+
+
+class FatalErrorLatch:
+    """librdkafka reports client-wide errors through `error_cb`; fatal ones stop the client."""
+
+    def __init__(self, logger: Any, client: str) -> None:
+        self._logger = logger
+        self._client = client
+        self.fatal: str | None = None
+
+    def __call__(self, error: ck.KafkaError) -> None:
+        if error.fatal():
+            self.fatal = describe(error)
+            self._logger.error("kafka fatal error", client=self._client, error=self.fatal)
+        elif error.code() == ck.KafkaError._TRANSPORT:
+            # librdkafka logs each failed connection itself; retries are its business.
+            self._logger.debug("kafka error", client=self._client, error=describe(error))
+        else:
+            self._logger.warning("kafka error", client=self._client, error=describe(error))
+
+    def raise_if_fatal(self) -> None:
+        if self.fatal is not None:
+            raise FatalKafkaError(f"kafka {self._client} failed: {self.fatal}")
+
+
+class KafkaConsumer:
+    """`ConsumerPort` on a confluent-kafka `Consumer` subscribed through the group protocol."""
+
+    def __init__(self, config: Mapping[str, object], logger: Any = None) -> None:
+        self._logger = logger if logger is not None else get_logger(__name__)
+        self._errors = FatalErrorLatch(self._logger, "consumer")
+        settings: dict[str, Any] = dict(config)
+        settings.setdefault("error_cb", self._errors)
+        settings.setdefault("logger", self._logger)
+        self._logger.debug("kafka consumer config", config=redact_config(settings), version=kafka_version())
+        try:
+            self._consumer = ck.Consumer(settings)
+        except ck.KafkaException as exc:
+            raise port_error(exc, "cannot create the kafka consumer") from exc
+        self._listener: RebalanceListener | None = None
+        self._lost_now: set[TopicPartition] = set()
+        self._closing = False
+        self._closed = False
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._listener = listener
+        try:
+            self._consumer.subscribe(
+                list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+        except ck.KafkaException as exc:
+            raise port_error(exc, "subscribe failed") from exc
+
+    # The callbacks below do not (incremental_)assign themselves: confluent-kafka does the
+    # cooperative incremental assign/unassign right after they return, even when they raise.
+    # Cooperative rebalances also call back with empty lists (nothing gained); those are not passed on.
+    def _on_assign(self, _consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        if partitions and self._listener is not None and not self._closing:
+            self._listener.on_assign(to_port(partitions))
+
+    def _on_revoke(self, _consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        if partitions and self._listener is not None and not self._closing:
+            self._listener.on_revoke(to_port(partitions))
+
+    def _on_lost(self, _consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        if partitions and self._listener is not None and not self._closing:
+            lost = to_port(partitions)
+            # Lost partitions stay in librdkafka's assignment until this returns, but they already
+            # belong to someone else: the commit guard must not let them through meanwhile.
+            self._lost_now = set(lost)
+            try:
+                self._listener.on_lost(lost)
+            finally:
+                self._lost_now = set()
+
+    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        self._errors.raise_if_fatal()
+        try:
+            messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise port_error(exc, "consume failed") from exc
+        records: list[Record] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(to_record(message))
+            elif error.fatal():
+                raise FatalKafkaError(f"kafka consumer failed: {describe(error)}")
+            else:
+                # Per-partition conditions (unknown topic, poll interval exceeded...): librdkafka
+                # recovers or rebalances by itself; there is no record to hand over.
+                self._logger.warning(
+                    "kafka consume error",
+                    error=describe(error),
+                    topic=message.topic(),
+                    partition=message.partition(),
+                )
+        self._errors.raise_if_fatal()
+        return records
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        owned = self.assignment() - self._lost_now
+        not_owned = sorted(tp for tp in offsets if tp not in owned)
+        if not_owned:
+            names = ", ".join(str(tp) for tp in not_owned)
+            raise CommitError(f"not committing for partitions this consumer does not own: {names}")
+        request = [ck.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+        try:
+            result = self._consumer.commit(offsets=request, asynchronous=False)
+        except ck.KafkaException as exc:
+            error = port_error(exc, "commit failed")
+            if isinstance(error, FatalKafkaError):
+                raise error from exc
+            raise CommitError(str(error)) from exc
+        failed = [
+            f"{tp.topic}[{tp.partition}]: {describe(tp.error)}" for tp in result if tp.error is not None
+        ]
+        if failed:
+            raise CommitError("commit failed for " + "; ".join(failed))
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        parts = to_ck(partitions)
+        if parts:
+            try:
+                self._consumer.pause(parts)
+            except ck.KafkaException as exc:
+                raise port_error(exc, "pause failed") from exc
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        parts = to_ck(partitions)
+        if parts:
+            try:
+                self._consumer.resume(parts)
+            except ck.KafkaException as exc:
+                raise port_error(exc, "resume failed") from exc
+
+    def assignment(self) -> set[TopicPartition]:
+        if self._closed:
+            return set()
+        try:
+            return set(to_port(self._consumer.assignment()))
+        except ck.KafkaException as exc:
+            raise port_error(exc, "cannot read the assignment") from exc
+
+    def committed(
+        self, partitions: Iterable[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int | None]:
+        parts = to_ck(partitions)
+        if not parts:
+            return {}
+        try:
+            result = self._consumer.committed(parts, timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise port_error(exc, "cannot read committed offsets") from exc
+        offsets: dict[TopicPartition, int | None] = {}
+        for tp in result:
+            if tp.error is not None:
+                raise KafkaPortError(f"cannot read the committed offset of {tp.topic}[{tp.partition}]")
+            offsets[TopicPartition(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+        return offsets
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        return {} if self._closed else cached_high_watermarks(self._consumer)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closing = True
+        try:
+            self._consumer.close()
+        except ck.KafkaException as exc:
+            raise port_error(exc, "close failed") from exc
+        finally:
+            self._closed = True
+
+    @property
+    def member_id(self) -> str | None:
+        """The group member id (for logs); None before the first join."""
+        try:
+            return self._consumer.memberid() or None
+        except (RuntimeError, ck.KafkaException):
+            return None
+
+
+if TYPE_CHECKING:  # mypy proves the adapter implements the port
+
+    def _implements_port(consumer: KafkaConsumer) -> ConsumerPort:
+        return consumer
