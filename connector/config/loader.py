@@ -23,6 +23,7 @@ from connector.config.settings import (
     DestinationSettings,
     KafkaSettings,
     MappingSettings,
+    ProcessingSettings,
     RetrySettings,
     SchemaRegistrySettings,
     ServerSettings,
@@ -57,6 +58,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetterSettings,
     "server": ServerSettings,
     "backpressure": BackpressureSettings,
+    "processing": ProcessingSettings,
 }
 TOP_LEVEL_KEYS = {*SECTION_MODELS, "destinations", "mappings", "shutdown_timeout_s", "log_level"}
 
@@ -72,6 +74,7 @@ _PIPELINE_SECTIONS = (
             "retry",
             "server",
             "backpressure",
+            "processing",
             "shutdown_timeout_s",
             "log_level",
         }

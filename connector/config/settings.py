@@ -157,6 +157,21 @@ class BackpressureSettings(_Frozen):
     max_in_flight_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
 
 
+class ProcessingSettings(_Frozen):
+    """How many processes turn raw values into request bodies. `auto`: the usable CPUs, at most 8
+    (one usable CPU means inline); 1: inline, in the consumer process; N: N worker processes."""
+
+    workers: Literal["auto"] | int = "auto"
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        # One message for both forms: pydantic would report the union's two branches separately.
+        if value == "auto" or (type(value) is int and 1 <= value <= 64):
+            return value
+        raise ValueError("must be auto or a whole number of processes from 1 to 64")
+
+
 class MappingSettings(_Frozen):
     topic: Annotated[str, Field(min_length=1)]
     endpoint: EndpointKey
@@ -190,6 +205,7 @@ class Settings:
     dead_letter: DeadLetterSettings | None = None
     server: ServerSettings = field(default_factory=ServerSettings)
     backpressure: BackpressureSettings = field(default_factory=BackpressureSettings)
+    processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     mappings: tuple[MappingSettings, ...] = ()
     shutdown_timeout_s: float = 25.0
     log_level: str = "info"

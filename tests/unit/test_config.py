@@ -151,3 +151,13 @@ def test_produce_sample_needs_no_destination() -> None:
     doc = {"kafka": GOOD["kafka"], "schema_registry": GOOD["schema_registry"], "mappings": GOOD["mappings"]}
     s = parse_settings(doc, "produce-sample", source="c.yaml", env={})
     assert s.optikpi is None and s.mappings[0].topic == "casino.deposits"
+
+
+def test_processing_workers_is_auto_by_default_and_takes_a_count() -> None:
+    env = {"TOKEN": "s3cret-token"}
+    assert parse_settings(GOOD, "run", source="c.yaml", env=env).processing.workers == "auto"
+    doc = {**GOOD, "processing": {"workers": 3}}
+    assert parse_settings(doc, "run", source="c.yaml", env=env).processing.workers == 3
+    for bad in (0, "many", 65):
+        [line] = problems({**GOOD, "processing": {"workers": bad}})
+        assert line.startswith("c.yaml: processing.workers")
