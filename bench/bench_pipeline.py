@@ -37,7 +37,8 @@ from connector.devtools.sandbox.server import (
     SandboxOptions,
     SandboxServer,
 )
-from connector.kafka.adapter import KafkaAdmin, admin_config
+from connector.kafka.admin import KafkaAdmin
+from connector.kafka.config import admin_config
 from connector.kafka.ports import KafkaPortError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ def _serve_sandbox(conn: Connection, latency_ms: int) -> None:
 
 
 def _run_connector(conn: Connection, doc: dict[str, Any], source: str, count: int, timeout_s: float) -> None:
-    from connector.config.settings import parse_settings
+    from connector.config.loader import parse_settings
     from connector.pipeline.loop import Pipeline
     from connector.pipeline.wiring import build_connector
     from connector.runtime.logs import configure

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connector import __version__
-from connector.config.settings import ConfigError, Settings, load_settings
+from connector.config.loader import ConfigError, load_settings
+from connector.config.settings import Settings
 from connector.endpoints import ENDPOINT_KEYS
 from connector.errors import ExitCode
 

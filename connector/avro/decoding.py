@@ -16,17 +16,9 @@ from typing import Any, Final, Protocol
 import fastavro
 from fastavro.read import SchemaResolutionError
 
-from connector.avro.errors import DecodeError as DecodeError
-from connector.avro.errors import RegistryError as RegistryError
-from connector.avro.errors import RegistryUnavailable as RegistryUnavailable
-from connector.avro.errors import shorten
-from connector.avro.registry import SchemaRegistryClient as SchemaRegistryClient
-from connector.avro.schemas import InvalidSchemaError, schema_name
-from connector.avro.schemas import load_schema as load_schema
-from connector.avro.schemas import parse as parse
-
-# The `X as X` imports above are re-exports for importers in dlq/, pipeline/ and tests/ that still
-# import them from here rather than from connector.avro.errors, .registry and .schemas.
+from connector.avro.errors import DecodeError, shorten
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import InvalidSchemaError, parse, schema_name
 
 __all__ = [
     "MAGIC_BYTE",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connector.avro.decoding import RegistryUnavailable, SchemaRegistryClient, load_schema
+from connector.avro.errors import RegistryUnavailable
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import load_schema
 from connector.config.settings import MappingSettings, Settings
 from connector.pipeline.wiring import build_registry, schema_dirs
 

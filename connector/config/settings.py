@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,11 +28,6 @@ from connector.endpoints import (
     MAX_RECORDS_PER_REQUEST,
     header_safe,
 )
-
-if TYPE_CHECKING:
-    from connector.config.loader import ConfigError as ConfigError
-    from connector.config.loader import load_settings as load_settings
-    from connector.config.loader import parse_settings as parse_settings
 
 EndpointKey = Literal[
     "customers",
@@ -216,14 +211,3 @@ class Settings:
 
     def destination(self, name: str) -> DestinationSettings:
         return self.destinations[name]
-
-
-def __getattr__(name: str) -> Any:
-    # Importers not yet moved to connector.config.loader (cli.py, dlq/command.py, pipeline/wiring.py,
-    # devtools/demo.py, tests/support, bench) still import these from here. Resolved lazily: the
-    # loader imports this module, so a plain import here would be circular. Typed by the block above.
-    if name in ("ConfigError", "load_settings", "parse_settings"):
-        from connector.config import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

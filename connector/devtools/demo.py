@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from connector.config.settings import Settings, parse_settings
+from connector.config.loader import parse_settings
+from connector.config.settings import Settings
 from connector.errors import ExitCode
 from connector.pipeline.loop import Pipeline
 from connector.runtime.tables import render_table
@@ -64,7 +65,9 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
         SandboxOptions,
         SandboxServer,
     )
-    from connector.kafka.adapter import KafkaAdmin, KafkaProducer, admin_config
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+    from connector.kafka.producer import KafkaProducer
     from connector.pipeline.wiring import build_connector
 
     workdir.mkdir(parents=True, exist_ok=True)

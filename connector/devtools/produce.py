@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connector.avro.decoding import SchemaRegistryClient, encode_confluent, encode_raw, load_schema, parse
+from connector.avro.decoding import encode_confluent, encode_raw
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import load_schema, parse
 from connector.config.settings import Settings
 from connector.devtools.samples import SAMPLE_KINDS, make_messages
 from connector.errors import ExitCode

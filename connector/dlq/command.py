@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
-from connector.config.settings import ConfigError, Settings
+from connector.config.loader import ConfigError
+from connector.config.settings import Settings
 from connector.dlq.read import (
     DeadLetter,
     Filters,
@@ -41,7 +42,7 @@ from connector.kafka.ports import KafkaPortError, ProducerPort, Record, TopicPar
 from connector.pipeline.deadletter import H_TOPIC
 
 if TYPE_CHECKING:
-    from connector.avro.decoding import SchemaRegistryClient
+    from connector.avro.registry import SchemaRegistryClient
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RATE = 100.0
@@ -162,7 +163,8 @@ def run_dlq(
 def _open(settings: Settings, factory: Callable[[], PartitionSource] | None) -> PartitionSource:
     if factory is not None:
         return factory()
-    from connector.kafka.adapter import PartitionReader, reader_config
+    from connector.kafka.config import reader_config
+    from connector.kafka.reader import PartitionReader
 
     k = settings.kafka
     assert k is not None
@@ -368,7 +370,7 @@ def _send(
     if producer_factory is not None:
         producer = producer_factory()
     else:
-        from connector.kafka.adapter import KafkaProducer
+        from connector.kafka.producer import KafkaProducer
         from connector.pipeline.wiring import kafka_producer_config
 
         try:

@@ -195,7 +195,7 @@ def select(records: Iterable[Record], filters: Filters) -> list[Record]:
 
 # -------------------------------------------------------------------------------------- reading
 class PartitionSource(Protocol):
-    """What reading needs from Kafka (`connector.kafka.adapter.PartitionReader` implements it)."""
+    """What reading needs from Kafka (`connector.kafka.reader.PartitionReader` implements it)."""
 
     last_error: str | None
 

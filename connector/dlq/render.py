@@ -17,7 +17,7 @@ from connector.kafka.ports import Record
 from connector.runtime.tables import render_table
 
 if TYPE_CHECKING:
-    from connector.avro.decoding import SchemaRegistryClient
+    from connector.avro.registry import SchemaRegistryClient
     from connector.dlq.replay import ReplayItem
 
 HEX_PREVIEW_BYTES = 256
@@ -233,13 +233,8 @@ def show_bytes(data: bytes | None) -> Shown:
 
 def show_value(value: bytes | None, registry: SchemaRegistryClient | None) -> Shown:
     """Avro through the registry when Confluent-framed, else JSON, else text, else hex."""
-    from connector.avro.decoding import (
-        MAGIC_BYTE,
-        ConfluentAvroDecoder,
-        DecodeError,
-        RegistryError,
-        RegistryUnavailable,
-    )
+    from connector.avro.decoding import MAGIC_BYTE, ConfluentAvroDecoder
+    from connector.avro.errors import DecodeError, RegistryError, RegistryUnavailable
 
     if value is None:
         return Shown("null", None)

@@ -11,14 +11,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from connector.endpoints import ENDPOINTS
-
-if TYPE_CHECKING:
-    from connector.ingest.validation import FieldError as FieldError
-    from connector.ingest.validation import format_errors as format_errors
-    from connector.ingest.validation import validate_record as validate_record
 
 __all__ = [
     "MODELS",
@@ -180,14 +175,3 @@ def _build_model(endpoint: str, specs: Iterable[FieldSpec]) -> Model:
 MODELS: Final[Mapping[str, Model]] = MappingProxyType(
     {key: _build_model(key, _FIELD_TABLES[key]) for key in ENDPOINTS}
 )
-
-
-def __getattr__(name: str) -> Any:
-    # Importers not yet moved to connector.ingest.validation (pipeline/loop.py,
-    # devtools/sandbox/server.py) still import these from here. Resolved lazily: validation
-    # imports this module, so a plain import here would be circular. Typed by the block above.
-    if name in ("FieldError", "format_errors", "validate_record"):
-        from connector.ingest import validation
-
-        return getattr(validation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connector.avro.decoding import DecodeError, RecordDecoder
+from connector.avro.decoding import RecordDecoder
+from connector.avro.errors import DecodeError
 from connector.ingest.jsjson import NonFiniteNumberError, dumps_bytes
-from connector.ingest.models import format_errors, validate_record
+from connector.ingest.validation import format_errors, validate_record
 from connector.kafka.ports import Record
 from connector.mapping.compiled import MappingError, TopicMapping
 from connector.pipeline.deadletter import Stage

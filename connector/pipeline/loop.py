@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 
-from connector.avro.decoding import RegistryUnavailable
+from connector.avro.errors import RegistryUnavailable
 from connector.config.settings import BackpressureSettings, BatchingSettings, DeadLetterSettings
 from connector.ingest.backoff import Backoff
 from connector.ingest.client import IngestError, UploadResult

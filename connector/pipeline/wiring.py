@@ -8,14 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.avro.decoding import (
-    ConfluentAvroDecoder,
-    RawAvroDecoder,
-    RecordDecoder,
-    SchemaRegistryClient,
-    load_schema,
-)
-from connector.config.settings import ConfigError, MappingSettings, Settings
+from connector.avro.decoding import ConfluentAvroDecoder, RawAvroDecoder, RecordDecoder
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import load_schema
+from connector.config.loader import ConfigError
+from connector.config.settings import MappingSettings, Settings
 from connector.ingest.client import IngestClient
 from connector.kafka.config import consumer_config, producer_config
 from connector.kafka.ports import ConsumerPort, KafkaPortError, ProducerPort

@@ -29,8 +29,10 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from connector.avro.decoding import encode_confluent, load_schema, parse
-from connector.config.settings import Settings, parse_settings
+from connector.avro.decoding import encode_confluent
+from connector.avro.schemas import load_schema, parse
+from connector.config.loader import parse_settings
+from connector.config.settings import Settings
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.samples import sample_mappings, sample_record
 from connector.devtools.sandbox.server import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxServer

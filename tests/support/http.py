@@ -16,7 +16,6 @@ import structlog
 
 from connector.endpoints import ENDPOINTS
 from connector.runtime import logs
-from connector.runtime.clock import FakeClock  # noqa: F401  # imported from here by test_ingest, test_logs
 
 Responder = Callable[[httpx.Request, list[dict[str, Any]]], httpx.Response]
 

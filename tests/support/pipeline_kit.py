@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connector.avro.decoding import DecodeError, RecordDecoder, RegistryUnavailable
+from connector.avro.decoding import RecordDecoder
+from connector.avro.errors import DecodeError, RegistryUnavailable
 from connector.config.settings import (
     BackpressureSettings,
     BatchingSettings,
@@ -22,11 +23,13 @@ from connector.config.settings import (
 )
 from connector.ingest.client import Rejection, UploadCancelled, UploadResult
 from connector.ingest.jsjson import dumps_bytes
-from connector.kafka.memory import FakeClock, InMemoryBroker, InMemoryConsumer
+from connector.kafka.memory.broker import InMemoryBroker
+from connector.kafka.memory.clients import InMemoryConsumer
 from connector.kafka.ports import Record, TopicPartition
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route
+from connector.runtime.clock import FakeClock
 
 DEST = DestinationSettings(
     base_url="http://api.invalid/apigw/ingest",

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.avro.decoding import SchemaRegistryClient, encode_confluent, parse
+from connector.avro.decoding import encode_confluent
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import parse
 from connector.cli import build_parser
 from connector.config.settings import DeadLetterSettings, KafkaSettings, Settings
 from connector.dlq.command import DlqRequest, run_dlq
@@ -30,7 +32,7 @@ from connector.dlq.render import (
     stats_lines,
 )
 from connector.dlq.replay import REPLAYED_FROM, plan_replay, replay, replay_headers
-from connector.kafka.memory import FakeClock, InMemoryBroker
+from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.ports import KafkaPortError, Record, TopicPartition
 from connector.pipeline.deadletter import (
     H_ENDPOINT,
@@ -40,6 +42,7 @@ from connector.pipeline.deadletter import (
     Stage,
     dead_letter_headers,
 )
+from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.unit
 

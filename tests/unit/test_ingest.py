@@ -27,7 +27,8 @@ from connector.ingest.client import (
 )
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.signing import derive_key, sign
-from tests.support.http import FakeClock, RecordingAPI, error, logs_in_memory, ok, scripted
+from connector.runtime.clock import FakeClock
+from tests.support.http import RecordingAPI, error, logs_in_memory, ok, scripted
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
 from connector.ingest.client import CredentialsError, IngestClient
 from connector.runtime import logs
-from tests.support.http import FakeClock, RecordingAPI, ok, preserved_structlog
+from connector.runtime.clock import FakeClock
+from tests.support.http import RecordingAPI, ok, preserved_structlog
 
 pytestmark = pytest.mark.unit
 

@@ -14,14 +14,9 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from connector.avro.decoding import (
-    DecodeError,
-    RawAvroDecoder,
-    encode_confluent,
-    encode_raw,
-    load_schema,
-    parse,
-)
+from connector.avro.decoding import RawAvroDecoder, encode_confluent, encode_raw
+from connector.avro.errors import DecodeError
+from connector.avro.schemas import load_schema, parse
 from connector.config.settings import DestinationSettings, MappingSettings
 from connector.devtools.samples import (
     MAP_POISON_FIELDS,
@@ -33,7 +28,8 @@ from connector.devtools.samples import (
     sample_mappings,
     sample_record,
 )
-from connector.ingest.models import MODELS, validate_record
+from connector.ingest.models import MODELS
+from connector.ingest.validation import validate_record
 from connector.mapping.compiled import MappingError, TopicMapping
 
 pytestmark = pytest.mark.unit

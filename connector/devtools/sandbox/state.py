@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from connector.endpoints import ENDPOINTS
-from connector.ingest.models import FieldError, validate_record
 from connector.ingest.ratelimit import TokenBucket
+from connector.ingest.validation import FieldError, validate_record
 
 __all__ = ["FaultDraw", "Faults", "Invalid", "SandboxState", "check_faults"]
 
