@@ -37,9 +37,9 @@ from connector.devtools.sandbox.server import (
     SandboxOptions,
     SandboxServer,
 )
+from connector.errors import KafkaPortError
 from connector.kafka.admin import KafkaAdmin
 from connector.kafka.config import admin_config
-from connector.kafka.ports import KafkaPortError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bench-pipeline.md"

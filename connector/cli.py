@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connector import __version__
-from connector.config.loader import ConfigError, load_settings
+from connector.config.loader import load_settings
 from connector.config.settings import Settings
 from connector.endpoints import ENDPOINT_KEYS
-from connector.errors import ExitCode
+from connector.errors import ConfigError, ExitCode
 
 
 def _fraction(text: str) -> float:
@@ -149,7 +149,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 
 def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from connector.pipeline.deadletter import Stage
+    from connector.errors import Stage
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", required=True, type=Path, metavar="FILE")
@@ -315,8 +315,8 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     from connector.commands.send import send_file, summary
-    from connector.ingest.client import CredentialsError, IngestClient, RetryBudgetExceeded
-    from connector.ingest.signing import TokenFileError
+    from connector.errors import CredentialsError, RetryBudgetExceeded, TokenFileError
+    from connector.ingest.client import IngestClient
 
     path: Path = args.file
     if not path.is_file():

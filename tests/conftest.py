@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from connector.devtools.embedded_broker import DEMO_EXTRA_HINT, EmbeddedBroker
+from connector.errors import KafkaPortError
 from connector.kafka.admin import KafkaAdmin
 from connector.kafka.config import admin_config
-from connector.kafka.ports import KafkaPortError
 from tests.support.brokers import UniqueNames
 from tests.support.http import preserved_structlog
 

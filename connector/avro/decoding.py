@@ -2,7 +2,7 @@
 
 fastavro does the byte-level work; here we only frame and plan, and translate its many exception
 types into DecodeError (the record's problem). A registry that cannot answer surfaces as
-RegistryUnavailable, unchanged: see connector.avro.errors for why the two must never mix.
+RegistryUnavailable, unchanged: see connector.errors for why the two must never mix.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Final, Protocol
 import fastavro
 from fastavro.read import SchemaResolutionError
 
-from connector.avro.errors import DecodeError, shorten
+from connector.avro.reasons import shorten
 from connector.avro.registry import SchemaRegistryClient
-from connector.avro.schemas import InvalidSchemaError, parse, schema_name
+from connector.avro.schemas import parse, schema_name
+from connector.errors import DecodeError, InvalidSchemaError
 
 __all__ = [
     "MAGIC_BYTE",

@@ -18,15 +18,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from connector.avro.errors import (
+from connector.avro.reasons import shorten
+from connector.avro.schemas import inline_references
+from connector.errors import (
     DecodeError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailable,
     UnknownSchemaError,
-    shorten,
 )
-from connector.avro.schemas import inline_references
 
 __all__ = ["SchemaRegistryClient"]
 

@@ -16,7 +16,8 @@ from typing import Any, Final
 import fastavro
 from fastavro.schema import SchemaParseException
 
-from connector.avro.errors import shorten
+from connector.avro.reasons import shorten
+from connector.errors import InvalidSchemaError, SchemaFileError
 
 __all__ = [
     "BUNDLED_SCHEMAS_DIR",
@@ -36,14 +37,6 @@ BUNDLED_SCHEMAS_DIR: Final = Path(__file__).resolve().parents[1] / "schemas"
 
 PRIMITIVE_TYPES: Final = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED_TYPES: Final = frozenset({"record", "error", "enum", "fixed"})
-
-
-class InvalidSchemaError(ValueError):
-    """A schema that is not valid Avro."""
-
-
-class SchemaFileError(ValueError):
-    """A schema reference that cannot be loaded; the message names the reference and the problem."""
 
 
 # --------------------------------------------------------------------------------------------

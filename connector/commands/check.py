@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connector.avro.errors import RegistryUnavailable
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema
 from connector.config.settings import MappingSettings, Settings
+from connector.errors import RegistryUnavailable
 from connector.pipeline.wiring import build_registry, schema_dirs
+from connector.runtime.tables import render_table
 
 
 def run_check(settings: Settings, offline: bool, as_json: bool) -> int:
@@ -103,7 +104,7 @@ def _reachability(settings: Settings, registry: SchemaRegistryClient | None) -> 
 
 
 def _print_check(results: list[Any], reach: list[tuple[str, bool, str]]) -> None:
-    rows = [("TOPIC", "ENDPOINT", "SCHEMA", "RESULT")]
+    rows = []
     for r in results:
         errors = sum(1 for i in r.issues if i.level == "error")
         warnings = len(r.issues) - errors
@@ -115,9 +116,8 @@ def _print_check(results: list[Any], reach: list[tuple[str, bool, str]]) -> None
                 "ok" if not r.issues else f"{errors} error(s), {warnings} warning(s)",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in render_table(("TOPIC", "ENDPOINT", "SCHEMA", "RESULT"), rows):
+        print(line)
     for r in results:
         for issue in r.issues:
             print(f"  {r.topic}: {issue.level}: {issue.field}: {issue.message}")

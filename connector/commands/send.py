@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from connector.config.settings import DestinationSettings, Settings
+from connector.errors import NonFiniteNumberError
 from connector.ingest.client import IngestClient
-from connector.ingest.jsjson import NonFiniteNumberError, dumps_bytes
+from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.models import MODELS
 from connector.ingest.validation import format_errors, validate_record
 from connector.mapping.precedence import Source, derived_values, field_source

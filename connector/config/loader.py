@@ -29,6 +29,7 @@ from connector.config.settings import (
     ServerSettings,
     Settings,
 )
+from connector.errors import ConfigError
 
 __all__ = [
     "COMMAND_SECTIONS",
@@ -38,14 +39,6 @@ __all__ = [
     "parse_settings",
     "read_yaml",
 ]
-
-
-class ConfigError(Exception):
-    """Bad configuration: one line per problem, each naming the key path."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 # Which sections each command reads. A section not listed is not even looked at.

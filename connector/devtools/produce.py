@@ -18,8 +18,8 @@ from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema, parse
 from connector.config.settings import Settings
 from connector.devtools.samples import SAMPLE_KINDS, make_messages
-from connector.errors import ExitCode
-from connector.kafka.ports import AdminPort, DeliveryError, ProducerPort
+from connector.errors import DeliveryError, ExitCode
+from connector.kafka.ports import AdminPort, ProducerPort
 from connector.pipeline.wiring import build_registry, kafka_producer_config, schema_dirs
 from connector.runtime.logs import get_logger
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
-from connector.config.loader import ConfigError
 from connector.config.settings import Settings
 from connector.dlq.read import (
     DeadLetter,
@@ -37,8 +36,8 @@ from connector.dlq.render import (
     stats_lines,
 )
 from connector.dlq.replay import ReplayItem, ReplayReport, plan_replay, replay
-from connector.errors import ExitCode
-from connector.kafka.ports import KafkaPortError, ProducerPort, Record, TopicPartition
+from connector.errors import ConfigError, ExitCode, KafkaPortError
+from connector.kafka.ports import ProducerPort, Record, TopicPartition
 from connector.pipeline.deadletter import H_TOPIC
 
 if TYPE_CHECKING:

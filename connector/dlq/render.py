@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.dlq.read import NO_VALUE, DeadLetter
 from connector.kafka.ports import Record
+from connector.pipeline.deadletter import format_timestamp
 from connector.runtime.tables import render_table
 
 if TYPE_CHECKING:
@@ -34,10 +35,7 @@ def format_age(seconds: float) -> str:
 
 
 def format_time(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return None if moment is None else format_timestamp(moment)
 
 
 def one_line(text: str, width: int) -> str:
@@ -234,7 +232,7 @@ def show_bytes(data: bytes | None) -> Shown:
 def show_value(value: bytes | None, registry: SchemaRegistryClient | None) -> Shown:
     """Avro through the registry when Confluent-framed, else JSON, else text, else hex."""
     from connector.avro.decoding import MAGIC_BYTE, ConfluentAvroDecoder
-    from connector.avro.errors import DecodeError, RegistryError, RegistryUnavailable
+    from connector.errors import DecodeError, RegistryError, RegistryUnavailable
 
     if value is None:
         return Shown("null", None)

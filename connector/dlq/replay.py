@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector.dlq.read import DeadLetter
-from connector.kafka.ports import DeliveryError, Header, ProducerPort, Record
+from connector.errors import DeliveryError
+from connector.kafka.ports import Header, ProducerPort, Record
 from connector.pipeline.deadletter import ADDED_HEADERS
 
 REPLAYED_FROM = "optikpi.replayed_from"

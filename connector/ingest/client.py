@@ -25,6 +25,7 @@ import httpx
 from connector import __version__
 from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
 from connector.endpoints import ENDPOINTS, MAX_RECORDS_PER_REQUEST
+from connector.errors import CredentialsError, RetryBudgetExceeded, UploadCancelled
 from connector.ingest.backoff import Backoff, parse_retry_after
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.ratelimit import TokenBucket
@@ -40,31 +41,6 @@ _REDIRECT_STATUSES = range(300, 400)
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 log = get_logger(__name__)
-
-
-class IngestError(Exception):
-    """Base of the errors that stop an upload without a per-record verdict."""
-
-
-class CredentialsError(IngestError):
-    """401/403/404/405: bad token, signature, ids or base URL. Never a data problem."""
-
-    def __init__(self, status: int, endpoint: str, detail: str) -> None:
-        self.status = status
-        self.endpoint = endpoint
-        self.detail = detail
-        self.wrong_base_url = status in (404, 405) or status in _REDIRECT_STATUSES
-        hint = "check base_url" if self.wrong_base_url else "check auth_token, account_id and workspace_id"
-        super().__init__(f"ingest API answered {status} for {endpoint} ({hint}): {detail}")
-
-
-class RetryBudgetExceeded(IngestError):
-    """Transient failures lasted longer than retry.max_elapsed_s. The records are not dropped: the
-    caller keeps them uncommitted."""
-
-
-class UploadCancelled(IngestError):
-    """close() was called while the upload was waiting to retry."""
 
 
 @dataclass(frozen=True, slots=True)

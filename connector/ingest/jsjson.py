@@ -24,11 +24,9 @@ import re
 from json.encoder import encode_basestring
 from typing import Final
 
+from connector.errors import NonFiniteNumberError
+
 __all__ = ["NonFiniteNumberError", "dumps", "dumps_bytes", "format_number"]
-
-
-class NonFiniteNumberError(ValueError):
-    """NaN or ±Infinity in the value: JSON.stringify would silently write ``null``."""
 
 
 # Integers up to this magnitude are exact doubles, so their decimal text is what JavaScript prints.

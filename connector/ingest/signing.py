@@ -20,6 +20,7 @@ from typing import Final, Protocol
 import httpx
 
 from connector.endpoints import HEADER_SAFE_RULE, header_safe
+from connector.errors import TokenFileError
 from connector.runtime.logs import register_secret
 
 __all__ = [
@@ -57,15 +58,6 @@ class StaticToken:
         return "StaticToken(***)"
 
     __str__ = __repr__
-
-
-class TokenFileError(RuntimeError):
-    """The token file is missing, unreadable or empty. Names the path, never the contents."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str = "missing or empty") -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"token file {self.path!r}: {reason}")
 
 
 class FileToken:

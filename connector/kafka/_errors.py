@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import confluent_kafka as ck
 
-from connector.kafka.ports import FatalKafkaError, KafkaPortError
+from connector.errors import FatalKafkaError, KafkaPortError
 
 
 def describe(error: ck.KafkaError) -> str:

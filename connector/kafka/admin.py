@@ -10,8 +10,9 @@ import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from connector.errors import KafkaPortError
 from connector.kafka._errors import describe, kafka_error_of, port_error
-from connector.kafka.ports import AdminPort, KafkaPortError
+from connector.kafka.ports import AdminPort
 
 
 def kafka_version() -> str:

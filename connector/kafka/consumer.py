@@ -22,19 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 
+from connector.errors import CommitError, FatalKafkaError, KafkaPortError
 from connector.kafka._errors import describe, port_error
 from connector.kafka.admin import kafka_version
 from connector.kafka.config import redact_config
-from connector.kafka.ports import (
-    CommitError,
-    ConsumerPort,
-    FatalKafkaError,
-    Header,
-    KafkaPortError,
-    RebalanceListener,
-    Record,
-    TopicPartition,
-)
+from connector.kafka.ports import ConsumerPort, Header, RebalanceListener, Record, TopicPartition
 from connector.runtime.logs import get_logger
 
 

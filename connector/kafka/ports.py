@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from connector.errors import DeliveryError
+
 Header = tuple[str, bytes | None]
 
 
@@ -37,22 +39,6 @@ class Record:
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
-
-
-class KafkaPortError(Exception):
-    """A broker-side failure the caller may retry (commit failed, broker unreachable...)."""
-
-
-class CommitError(KafkaPortError):
-    """The commit was not stored (e.g. the partition is no longer owned, or a rebalance is in progress)."""
-
-
-class FatalKafkaError(KafkaPortError):
-    """The client cannot continue (fatal librdkafka error, fenced producer, bad credentials)."""
-
-
-class DeliveryError(KafkaPortError):
-    """A produced record was not acknowledged by the broker."""
 
 
 class RebalanceListener(Protocol):

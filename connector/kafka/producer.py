@@ -12,18 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 
+from connector.errors import DeliveryError, FatalKafkaError, KafkaPortError
 from connector.kafka._errors import port_error
 from connector.kafka.admin import kafka_version
 from connector.kafka.config import redact_config
 from connector.kafka.consumer import FatalErrorLatch
-from connector.kafka.ports import (
-    DeliveryCallback,
-    DeliveryError,
-    FatalKafkaError,
-    Header,
-    KafkaPortError,
-    ProducerPort,
-)
+from connector.kafka.ports import DeliveryCallback, Header, ProducerPort
 from connector.runtime.logs import get_logger
 
 # How long produce() waits for room in librdkafka's local queue before giving up.

@@ -8,11 +8,12 @@ from typing import Any
 
 import confluent_kafka as ck
 
+from connector.errors import KafkaPortError
 from connector.kafka._errors import describe, port_error
 from connector.kafka.admin import kafka_version
 from connector.kafka.config import redact_config
 from connector.kafka.consumer import cached_high_watermarks, to_record
-from connector.kafka.ports import KafkaPortError, Record, TopicPartition
+from connector.kafka.ports import Record, TopicPartition
 from connector.runtime.logs import get_logger
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connector.config.settings import MappingSettings
+from connector.errors import MappingError, SchemaError
 from connector.ingest.models import MODELS, FieldKind, Model
 from connector.ingest.validation import validate_record
-from connector.mapping.compiled import MappingError, split_path, to_json_value
+from connector.mapping.compiled import split_path, to_json_value
 from connector.mapping.precedence import Source, derived_fields, field_source
-from connector.mapping.schema_paths import SchemaError, SourceSchema, SourceType, suggest
+from connector.mapping.schema_paths import SourceSchema, SourceType, suggest
 
 __all__ = ["CheckIssue", "CheckResult", "check_mapping"]
 

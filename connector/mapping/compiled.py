@@ -21,24 +21,11 @@ from typing import Any, Final
 from uuid import UUID
 
 from connector.config.settings import DestinationSettings, MappingSettings
+from connector.errors import MappingError
 from connector.ingest.models import MODELS, FieldKind
 from connector.mapping.precedence import Source, derived_values, field_source
 
 __all__ = ["MappingError", "TopicMapping", "split_path", "to_json_value"]
-
-
-class MappingError(Exception):
-    """A record (or a mapping constant) that cannot be turned into an ingest record.
-
-    `field` is the target field; `rule` says which kind of problem it is (for dead-letter
-    reasons and metrics). Messages name fields and types, never values: those may be personal data.
-    """
-
-    def __init__(self, field: str, message: str, *, rule: str = "mapping") -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-        self.rule = rule
 
 
 class _ConversionError(Exception):

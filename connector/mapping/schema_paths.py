@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from connector.avro.schemas import NAMED_TYPES, PRIMITIVE_TYPES, definition_name, full_name
+from connector.errors import SchemaError
 
-__all__ = ["Found", "SchemaError", "SourceSchema", "SourceType", "suggest"]
+__all__ = ["Found", "SourceSchema", "SourceType", "suggest"]
 
 _COMPLEX: Final = NAMED_TYPES | {"array", "map"}
 
@@ -32,10 +33,6 @@ _LOGICAL: Final[dict[tuple[str, str], str]] = {
     ("long", "local-timestamp-millis"): "timestamp",
     ("long", "local-timestamp-micros"): "timestamp",
 }
-
-
-class SchemaError(Exception):
-    """The schema itself is malformed, or uses a type name it does not define."""
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from connector import __version__
+from connector.errors import Stage
 from connector.kafka.ports import DeliveryCallback, Header, ProducerPort, Record
 
 RESPONSE_EXCERPT_BYTES = 1024
 MESSAGE_MAX_CHARS = 4000
-
-
-class Stage(StrEnum):
-    DECODE = "DECODE"
-    MAP = "MAP"
-    VALIDATE = "VALIDATE"
-    UPLOAD = "UPLOAD"
 
 
 H_TOPIC = "__connect.errors.topic"

@@ -12,9 +12,10 @@ from collections import deque
 from collections.abc import Callable
 
 from connector.config.settings import DeadLetterSettings
+from connector.errors import DeliveryError, Stage
 from connector.ingest.backoff import Backoff
-from connector.kafka.ports import DeliveryError, Record
-from connector.pipeline.deadletter import DeadLetterWriter, Stage
+from connector.kafka.ports import Record
+from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.retry import RetrySchedule
 from connector.runtime.health import Health, Reason
 from connector.runtime.logs import get_logger

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from connector.config.settings import BatchingSettings
+from connector.errors import CredentialsError, PipelineStopped, RetryBudgetExceeded, UploadCancelled
 from connector.ingest.backoff import Backoff
-from connector.ingest.client import CredentialsError, RetryBudgetExceeded, UploadCancelled, UploadResult
+from connector.ingest.client import UploadResult
 from connector.kafka.ports import Record, TopicPartition
 from connector.pipeline.batching import Batch, BatchAccumulator, BatchItem, BatchKey, DispatchQueue
 from connector.pipeline.pauses import PauseBook
@@ -38,10 +39,6 @@ class Uploader(Protocol):
     def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult: ...
 
     def cancel(self) -> None: ...
-
-
-class PipelineStopped(Exception):
-    """A fatal condition: the loop stops without committing the work it could not finish."""
 
 
 @dataclass

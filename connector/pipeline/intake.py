@@ -7,12 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connector.avro.decoding import RecordDecoder
-from connector.avro.errors import DecodeError
-from connector.ingest.jsjson import NonFiniteNumberError, dumps_bytes
+from connector.errors import RecordError, Stage
+from connector.ingest.fastjson import dumps_bytes
 from connector.ingest.validation import format_errors, validate_record
 from connector.kafka.ports import Record
-from connector.mapping.compiled import MappingError, TopicMapping
-from connector.pipeline.deadletter import Stage
+from connector.mapping.compiled import TopicMapping
 
 
 @dataclass(frozen=True)
@@ -37,17 +36,12 @@ def prepare(route: Route, record: Record) -> bytes | Poison:
     RegistryUnavailable when its schema cannot be fetched: not poison, just not yet."""
     mapping = route.mapping
     try:
-        decoded = route.decoder.decode(record.value)
-    except DecodeError as exc:
-        return Poison(Stage.DECODE, exc)
-    try:
-        mapped = mapping.map(decoded)
-    except MappingError as exc:
-        return Poison(Stage.MAP, exc)
-    errors = validate_record(mapping.endpoint, mapped)
-    if errors:
-        return Poison(Stage.VALIDATE, ValueError(format_errors(errors)), "ValidationError")
-    try:
+        mapped = mapping.map(route.decoder.decode(record.value))
+        errors = validate_record(mapping.endpoint, mapped)
+        if errors:
+            return Poison(Stage.VALIDATE, ValueError(format_errors(errors)), "ValidationError")
         return dumps_bytes(mapped)
-    except (NonFiniteNumberError, TypeError) as exc:
+    except RecordError as exc:  # DecodeError, MappingError, NonFiniteNumberError: each knows its stage
+        return Poison(exc.stage, exc)
+    except TypeError as exc:  # a mapped value JSON has no form for
         return Poison(Stage.MAP, exc)

@@ -20,15 +20,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 
-from connector.avro.errors import RegistryUnavailable
 from connector.config.settings import BackpressureSettings, BatchingSettings, DeadLetterSettings
+from connector.errors import (
+    CommitError,
+    FatalKafkaError,
+    IngestError,
+    PipelineStopped,
+    RegistryUnavailable,
+    Stage,
+)
 from connector.ingest.backoff import Backoff
-from connector.ingest.client import IngestError, UploadResult
-from connector.kafka.ports import CommitError, ConsumerPort, FatalKafkaError, Record, TopicPartition
+from connector.ingest.client import UploadResult
+from connector.kafka.ports import ConsumerPort, Record, TopicPartition
 from connector.pipeline.batching import Batch
-from connector.pipeline.deadletter import DeadLetterWriter, Stage
+from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
-from connector.pipeline.dispatch import Dispatcher, PipelineStopped, Uploader
+from connector.pipeline.dispatch import Dispatcher, Uploader
 from connector.pipeline.intake import Poison, Route, prepare
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.pauses import Backpressure, PauseBook

@@ -11,11 +11,11 @@ from pathlib import Path
 from connector.avro.decoding import ConfluentAvroDecoder, RawAvroDecoder, RecordDecoder
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema
-from connector.config.loader import ConfigError
 from connector.config.settings import MappingSettings, Settings
+from connector.errors import ConfigError, KafkaPortError
 from connector.ingest.client import IngestClient
 from connector.kafka.config import consumer_config, producer_config
-from connector.kafka.ports import ConsumerPort, KafkaPortError, ProducerPort
+from connector.kafka.ports import ConsumerPort, ProducerPort
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route, Uploader

@@ -24,12 +24,13 @@ from connector.devtools.embedded_broker import EmbeddedBroker, free_port
 from connector.devtools.registry_stub import RegistryStub
 from connector.dlq.read import read_partitions
 from connector.dlq.replay import REPLAYED_FROM
+from connector.errors import DeliveryError, Stage
 from connector.kafka.admin import KafkaAdmin
 from connector.kafka.config import READER_GROUP_ID, admin_config, consumer_config, reader_config
 from connector.kafka.consumer import KafkaConsumer
-from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
+from connector.kafka.ports import Header, Record, TopicPartition
 from connector.kafka.reader import PartitionReader
-from connector.pipeline.deadletter import H_FAILED_AT, H_TOPIC, DeadLetterWriter, Stage
+from connector.pipeline.deadletter import H_FAILED_AT, H_TOPIC, DeadLetterWriter
 from tests.support.brokers import UniqueNames, create_topics, make_producer
 
 pytestmark = pytest.mark.broker

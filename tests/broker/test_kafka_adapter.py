@@ -13,9 +13,10 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from connector.devtools.embedded_broker import EmbeddedBroker
+from connector.errors import CommitError, DeliveryError
 from connector.kafka.config import producer_config
 from connector.kafka.consumer import KafkaConsumer
-from connector.kafka.ports import CommitError, DeliveryError, TopicPartition
+from connector.kafka.ports import TopicPartition
 from connector.kafka.producer import KafkaProducer
 from tests.support.brokers import (
     RecordingListener,

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from connector.kafka.ports import CommitError, DeliveryError, Record, TopicPartition
+from connector.errors import CommitError, DeliveryError
+from connector.kafka.ports import Record, TopicPartition
 from tests.contract.conftest import Backend
 from tests.support.brokers import RecordingListener, consume_until, poll_rounds
 

@@ -12,17 +12,17 @@ import httpx
 import pytest
 
 from connector.avro.decoding import ConfluentAvroDecoder, encode_confluent
-from connector.avro.errors import (
+from connector.avro.registry import SchemaRegistryClient
+from connector.avro.schemas import load_schema, parse
+from connector.devtools.registry_stub import RegistryStub
+from connector.devtools.samples import SAMPLE_KINDS, make_messages, sample_record
+from connector.errors import (
     DecodeError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailable,
     UnknownSchemaError,
 )
-from connector.avro.registry import SchemaRegistryClient
-from connector.avro.schemas import load_schema, parse
-from connector.devtools.registry_stub import RegistryStub
-from connector.devtools.samples import SAMPLE_KINDS, make_messages, sample_record
 
 pytestmark = pytest.mark.integration
 

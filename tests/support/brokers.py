@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connector.errors import DeliveryError
 from connector.kafka.admin import KafkaAdmin
 from connector.kafka.config import admin_config, consumer_config, producer_config
 from connector.kafka.consumer import KafkaConsumer
-from connector.kafka.ports import ConsumerPort, DeliveryError, Header, Record, TopicPartition
+from connector.kafka.ports import ConsumerPort, Header, Record, TopicPartition
 from connector.kafka.producer import KafkaProducer
 
 # Tansu's group coordinator is slow to notice a vanished member; these keep tests short

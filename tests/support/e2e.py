@@ -36,9 +36,10 @@ from connector.config.settings import Settings
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.samples import sample_mappings, sample_record
 from connector.devtools.sandbox.server import DEMO_ACCOUNT_ID, DEMO_TOKEN, DEMO_WORKSPACE_ID, SandboxServer
+from connector.errors import DeliveryError
 from connector.kafka.admin import KafkaAdmin
 from connector.kafka.config import admin_config
-from connector.kafka.ports import DeliveryError, Header, Record, TopicPartition
+from connector.kafka.ports import Header, Record, TopicPartition
 from connector.kafka.producer import KafkaProducer
 from connector.pipeline.deadletter import H_OFFSET, H_PARTITION, H_TOPIC
 from connector.pipeline.wiring import Connector, build_connector

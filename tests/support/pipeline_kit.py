@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import SecretStr
 
 from connector.avro.decoding import RecordDecoder
-from connector.avro.errors import DecodeError, RegistryUnavailable
 from connector.config.settings import (
     BackpressureSettings,
     BatchingSettings,
@@ -21,7 +20,8 @@ from connector.config.settings import (
     DestinationSettings,
     MappingSettings,
 )
-from connector.ingest.client import Rejection, UploadCancelled, UploadResult
+from connector.errors import DecodeError, RegistryUnavailable, UploadCancelled
+from connector.ingest.client import Rejection, UploadResult
 from connector.ingest.jsjson import dumps_bytes
 from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.memory.clients import InMemoryConsumer

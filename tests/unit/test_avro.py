@@ -23,23 +23,23 @@ from connector.avro.decoding import (
     encode_raw,
     split_confluent_frame,
 )
-from connector.avro.errors import (
-    DecodeError,
-    RegistryAuthError,
-    RegistryError,
-    RegistryUnavailable,
-    UnknownSchemaError,
-)
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import (
     BUNDLED_SCHEMAS_DIR,
-    InvalidSchemaError,
-    SchemaFileError,
     definition_name,
     full_name,
     load_schema,
     parse,
     schema_name,
+)
+from connector.errors import (
+    DecodeError,
+    InvalidSchemaError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryUnavailable,
+    SchemaFileError,
+    UnknownSchemaError,
 )
 
 pytestmark = pytest.mark.unit

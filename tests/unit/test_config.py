@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.config.loader import ConfigError, load_settings, parse_settings
+from connector.config.loader import load_settings, parse_settings
+from connector.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

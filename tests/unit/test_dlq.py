@@ -32,14 +32,14 @@ from connector.dlq.render import (
     stats_lines,
 )
 from connector.dlq.replay import REPLAYED_FROM, plan_replay, replay, replay_headers
+from connector.errors import KafkaPortError, Stage
 from connector.kafka.memory.broker import InMemoryBroker
-from connector.kafka.ports import KafkaPortError, Record, TopicPartition
+from connector.kafka.ports import Record, TopicPartition
 from connector.pipeline.deadletter import (
     H_ENDPOINT,
     H_FAILED_AT,
     H_TOPIC,
     DeadLetterWriter,
-    Stage,
     dead_letter_headers,
 )
 from connector.runtime.clock import FakeClock

@@ -17,14 +17,9 @@ import pytest
 from pydantic import SecretStr
 
 from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
+from connector.errors import CredentialsError, RetryBudgetExceeded, UploadCancelled
 from connector.ingest.backoff import Backoff
-from connector.ingest.client import (
-    RESPONSE_EXCERPT_BYTES,
-    CredentialsError,
-    IngestClient,
-    RetryBudgetExceeded,
-    UploadCancelled,
-)
+from connector.ingest.client import RESPONSE_EXCERPT_BYTES, IngestClient
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.signing import derive_key, sign
 from connector.runtime.clock import FakeClock

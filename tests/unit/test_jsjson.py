@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.errors import NonFiniteNumberError
 from connector.ingest import jsjson
-from connector.ingest.jsjson import NonFiniteNumberError, dumps, dumps_bytes, format_number
+from connector.ingest.jsjson import dumps, dumps_bytes, format_number
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from connector.errors import CommitError, DeliveryError, FatalKafkaError, KafkaPortError
 from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.memory.clients import InMemoryConsumer
-from connector.kafka.ports import CommitError, DeliveryError, FatalKafkaError, KafkaPortError, TopicPartition
+from connector.kafka.ports import TopicPartition
 from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.unit

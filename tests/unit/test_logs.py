@@ -15,7 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from connector.config.settings import BatchingSettings, DestinationSettings, RetrySettings
-from connector.ingest.client import CredentialsError, IngestClient
+from connector.errors import CredentialsError
+from connector.ingest.client import IngestClient
 from connector.runtime import logs
 from connector.runtime.clock import FakeClock
 from tests.support.http import RecordingAPI, ok, preserved_structlog

@@ -16,9 +16,10 @@ import pytest
 
 from connector.commands.send import complete_record
 from connector.config.settings import DestinationSettings, MappingSettings
+from connector.errors import MappingError
 from connector.ingest.models import MODELS, FieldKind
 from connector.ingest.validation import validate_record
-from connector.mapping.compiled import MappingError, TopicMapping, split_path, to_json_value
+from connector.mapping.compiled import TopicMapping, split_path, to_json_value
 from connector.mapping.precedence import Source, derived_fields, derived_values, field_source
 
 pytestmark = pytest.mark.unit

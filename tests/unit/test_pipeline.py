@@ -19,10 +19,9 @@ from structlog.testing import capture_logs
 
 import connector.pipeline.loop as pipeline_module
 from connector import __version__
+from connector.errors import CredentialsError, MappingError
 from connector.ingest.backoff import Backoff
-from connector.ingest.client import CredentialsError
 from connector.kafka.ports import Header, Record, TopicPartition
-from connector.mapping.compiled import MappingError
 from connector.pipeline.deadletter import format_timestamp
 from connector.pipeline.deadletter_path import DeadLetterBreaker
 from connector.pipeline.loop import Pipeline

@@ -15,7 +15,6 @@ import pytest
 from fastavro.validation import validate
 
 from connector.avro.decoding import RawAvroDecoder, encode_confluent, encode_raw
-from connector.avro.errors import DecodeError
 from connector.avro.schemas import load_schema, parse
 from connector.config.settings import DestinationSettings, MappingSettings
 from connector.devtools.samples import (
@@ -28,9 +27,10 @@ from connector.devtools.samples import (
     sample_mappings,
     sample_record,
 )
+from connector.errors import DecodeError, MappingError
 from connector.ingest.models import MODELS
 from connector.ingest.validation import validate_record
-from connector.mapping.compiled import MappingError, TopicMapping
+from connector.mapping.compiled import TopicMapping
 
 pytestmark = pytest.mark.unit
 

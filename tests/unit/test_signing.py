@@ -17,17 +17,10 @@ import pytest
 
 from connector.config.settings import DestinationSettings
 from connector.endpoints import HEADER_SAFE_RULE, header_safe
+from connector.errors import TokenFileError
 from connector.ingest import signing
 from connector.ingest.jsjson import dumps_bytes
-from connector.ingest.signing import (
-    FileToken,
-    HmacAuth,
-    StaticToken,
-    TokenFileError,
-    derive_key,
-    sign,
-    verify,
-)
+from connector.ingest.signing import FileToken, HmacAuth, StaticToken, derive_key, sign, verify
 from connector.runtime.clock import FakeClock
 
 pytestmark = pytest.mark.unit

@@ -24,15 +24,9 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connector.errors import CommitError, DeliveryError, KafkaPortError
 from connector.kafka.memory.clients import InMemoryAdmin, InMemoryConsumer, InMemoryProducer
-from connector.kafka.ports import (
-    CommitError,
-    DeliveryError,
-    Header,
-    KafkaPortError,
-    Record,
-    TopicPartition,
-)
+from connector.kafka.ports import Header, Record, TopicPartition
 from connector.runtime.clock import FakeClock
 
 _OFFSET_RESETS = {"earliest": "earliest", "smallest": "earliest", "latest": "latest", "largest": "latest"}

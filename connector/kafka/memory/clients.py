@@ -10,12 +10,11 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from connector.errors import DeliveryError, FatalKafkaError
 from connector.kafka.ports import (
     AdminPort,
     ConsumerPort,
     DeliveryCallback,
-    DeliveryError,
-    FatalKafkaError,
     Header,
     ProducerPort,
     RebalanceListener,
