@@ -23,7 +23,7 @@ const DOC_BODY =
   '"event_time":"2024-01-15T10:30:00Z","amount":500,"payment_method":"bank","transaction_id":"txn_1"}]';
 
 const CASES = [
-  { name: "ingest-api.md vector", token: "tok_test_123", account_id: "68911b7ad58ad825ec00c5ef", workspace_id: "68911b7ad825ec00c5ef", body: DOC_BODY },
+  { name: "docs/ingest-api.md vector", token: "tok_test_123", account_id: "68911b7ad58ad825ec00c5ef", workspace_id: "68911b7ad825ec00c5ef", body: DOC_BODY },
   { name: "non-ASCII token", token: "tøken-ü-\u{1F511}", account_id: "acc_1", workspace_id: "ws_1", body: '[{"user_id":"u1"}]' },
   { name: "non-ASCII ids", token: "tok_live_abc", account_id: "konto-é", workspace_id: "ワーク", body: '[{"name":"Zoë"}]' },
   { name: "token longer than the HMAC block", token: "t".repeat(40) + "0123456789".repeat(8), account_id: "a", workspace_id: "b", body: "[]" },
