@@ -25,9 +25,11 @@ __all__ = [
     "MAGIC_BYTE",
     "ConfluentAvroDecoder",
     "RawAvroDecoder",
+    "ReadPlan",
     "RecordDecoder",
     "encode_confluent",
     "encode_raw",
+    "read_datum",
     "split_confluent_frame",
 ]
 
@@ -73,7 +75,7 @@ class RecordDecoder(Protocol):
     def decode(self, value: bytes | None) -> dict[str, Any]: ...
 
 
-class _Plan:
+class ReadPlan:
     """Everything needed to read records of one writer schema, prepared once."""
 
     __slots__ = ("reader", "reader_label", "writer", "writer_label")
@@ -86,7 +88,7 @@ class _Plan:
         self.reader_label = reader_label
 
 
-def _read(plan: _Plan, value: bytes, offset: int) -> dict[str, Any]:
+def read_datum(plan: ReadPlan, value: bytes, offset: int) -> dict[str, Any]:
     stream = BytesIO(value)  # shares the bytes object's buffer: no copy
     stream.seek(offset)
     try:
@@ -127,7 +129,7 @@ class ConfluentAvroDecoder:
     ) -> None:
         self._registry = registry
         self._reader, self._reader_label = _parse_reader(reader_schema)
-        self._plans: dict[int, _Plan | DecodeError] = {}
+        self._plans: dict[int, ReadPlan | DecodeError] = {}
         self._lock = threading.Lock()
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
@@ -140,9 +142,9 @@ class ConfluentAvroDecoder:
             plan = self._plan(schema_id)
         if isinstance(plan, DecodeError):
             raise DecodeError(str(plan))
-        return _read(plan, value, _HEADER_SIZE)
+        return read_datum(plan, value, _HEADER_SIZE)
 
-    def _plan(self, schema_id: int) -> _Plan | DecodeError:
+    def _plan(self, schema_id: int) -> ReadPlan | DecodeError:
         with self._lock:
             plan = self._plans.get(schema_id)
             if plan is not None:
@@ -151,9 +153,9 @@ class ConfluentAvroDecoder:
             # decides when to ask again.
             writer_schema = self._registry.get_schema(schema_id)
             label = f"{schema_name(writer_schema)} (schema id {schema_id})"
-            built: _Plan | DecodeError
+            built: ReadPlan | DecodeError
             try:
-                built = _Plan(parse(writer_schema), label, self._reader, self._reader_label)
+                built = ReadPlan(parse(writer_schema), label, self._reader, self._reader_label)
             except InvalidSchemaError as exc:
                 # The registry's copy never changes, so neither will this verdict.
                 built = DecodeError(f"writer schema {label} is not usable: {exc}")
@@ -168,14 +170,14 @@ class RawAvroDecoder:
         self, writer_schema: Mapping[str, Any], reader_schema: Mapping[str, Any] | None = None
     ) -> None:
         reader, reader_label = _parse_reader(reader_schema)
-        self._plan = _Plan(
+        self._plan = ReadPlan(
             parse(writer_schema), f"{schema_name(writer_schema)} (writer)", reader, reader_label
         )
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
         if not value:
             raise DecodeError("empty value")
-        return _read(self._plan, value, 0)
+        return read_datum(self._plan, value, 0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,36 @@
+"""The reference transform: decode, map, validate and serialize with the general-purpose code.
+
+It is the behaviour every faster transform must reproduce byte for byte, and reason for reason.
+"""
+
+from __future__ import annotations
+
+from connector.avro.decoding import ReadPlan, read_datum
+from connector.avro.schemas import parse
+from connector.errors import RecordError, Stage
+from connector.ingest.fastjson import dumps_bytes
+from connector.ingest.validation import format_errors, validate_record
+from connector.transform.spec import Poison, Transform, TransformSpec
+
+__all__ = ["build_reference"]
+
+
+def build_reference(spec: TransformSpec) -> Transform:
+    reader = parse(spec.reader_schema) if spec.reader_schema is not None else None
+    plan = ReadPlan(parse(spec.writer_schema), spec.writer_label, reader, spec.reader_label)
+    mapping = spec.mapping
+    endpoint = mapping.endpoint
+
+    def transform(payload: bytes) -> bytes | Poison:
+        try:
+            record = mapping.map(read_datum(plan, payload, 0))
+            errors = validate_record(endpoint, record)
+            if errors:
+                return Poison(Stage.VALIDATE, "ValidationError", format_errors(errors))
+            return dumps_bytes(record)
+        except RecordError as exc:
+            return Poison(exc.stage, type(exc).__name__, str(exc))
+        except TypeError as exc:  # a mapped value JSON has no form for
+            return Poison(Stage.MAP, type(exc).__name__, str(exc))
+
+    return transform
