@@ -273,8 +273,8 @@ class Pipeline:
                 )
 
     def _observe_delivery(self, batch: Batch, endpoint: str) -> None:
-        """One observation per accepted batch, for its oldest record: the histogram costs nothing
-        per record, and its tail is what the latency alert is about."""
+        """One observation per accepted batch, for its oldest record: nothing per record, and the
+        oldest record is the one the dashboard's p95/p99 are about."""
         oldest = min((i.record.timestamp_ms for i in batch.items if i.record.timestamp_ms), default=None)
         if oldest is not None:
             delay = max(0.0, self._wall_clock() - oldest / 1000.0)
