@@ -126,7 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_non_negative(float), default=180.0, help="give up after this many seconds"
     )
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="broker log and generated config")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the stack up afterwards, as dev-stack does"
+    )
+
+    stack = sub.add_parser(
+        "dev-stack", help="broker, schema registry and sandbox API on this machine until Ctrl-C, no Docker"
+    )
+    stack.add_argument("--workdir", type=Path, default=Path(".dev-stack"), help="config.yaml, broker log")
+    for part in ("broker", "registry", "api"):
+        stack.add_argument(
+            f"--{part}-port", type=_port, default=0, metavar="PORT", help="default: a free port"
+        )
     return parser
+
+
+def _port(text: str) -> int:
+    value = int(_non_negative(int)(text))
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return value
 
 
 def _time_bound(text: str) -> datetime:
@@ -200,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from connector.runtime import logs
 
     # The demo prints its own summary; per-record dead-letter warnings would bury it.
-    level = args.log_level or ("error" if args.command == "demo" else "info")
+    quiet = {"demo": "error", "dev-stack": "warning"}
+    level = args.log_level or quiet.get(args.command, "info")
     json_logs = None if args.log_format == "auto" else args.log_format == "json"
     logs.configure(level, json_logs)
     try:
@@ -254,8 +274,16 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
         from connector.devtools.demo import run_demo
 
         return run_demo(
-            count=args.count, poison_rate=args.poison_rate, timeout_s=args.timeout, workdir=args.workdir
+            count=args.count,
+            poison_rate=args.poison_rate,
+            timeout_s=args.timeout,
+            workdir=args.workdir,
+            keep_running=args.keep_running,
         )
+    if args.command == "dev-stack":
+        from connector.devtools.devstack import run_dev_stack
+
+        return run_dev_stack(args.workdir, args.broker_port, args.registry_port, args.api_port)
 
     settings = load_settings(args.config, args.command)
     for dest in settings.destinations.values():

@@ -3,7 +3,7 @@
 Embedded Kafka-protocol broker (Tansu, from the `demo` extra), an in-process Schema Registry
 stand-in, the sandbox ingest API, sample Avro events with a few poison records, and the real
 connector pipeline, run until every event is accepted or dead-lettered. Exits 0 when the counts
-add up.
+add up. With `keep_running` the stack then stays up like `dev-stack` (connector/devtools/devstack.py).
 """
 
 from __future__ import annotations
@@ -24,76 +24,35 @@ from connector.pipeline.loop import Pipeline
 from connector.runtime.tables import render_table
 
 
-def demo_config(
-    bootstrap: str, registry_url: str, api_url: str, token: str, account: str, workspace: str
-) -> dict[str, Any]:
-    example = Path(__file__).resolve().parent / "demo_mappings.yaml"
-    mappings = yaml.safe_load(example.read_text(encoding="utf-8"))["mappings"]
-    return {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": "optikpi-demo",
-            "properties": {
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 1000,
-                "max.poll.interval.ms": 60000,
-            },
-        },
-        "schema_registry": {"url": registry_url},
-        "optikpi": {
-            "base_url": api_url,
-            "account_id": account,
-            "workspace_id": workspace,
-            "auth_token": token,
-        },
-        "batching": {"max_records": 500, "max_wait_ms": 200},
-        "dead_letter": {"topic": "optikpi-connector.dlq"},
-        "server": {"port": 0},
-        "shutdown_timeout_s": 10,
-        "mappings": mappings,
-    }
-
-
-def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) -> int:
-    from connector.devtools.embedded_broker import EmbeddedBroker
-    from connector.devtools.produce import produce_samples
-    from connector.devtools.registry_stub import RegistryStub
-    from connector.devtools.sandbox.server import (
-        DEMO_ACCOUNT_ID,
-        DEMO_TOKEN,
-        DEMO_WORKSPACE_ID,
-        SandboxOptions,
-        SandboxServer,
+def run_demo(
+    count: int, poison_rate: float, timeout_s: float, workdir: Path, *, keep_running: bool = False
+) -> int:
+    from connector.devtools.devstack import (
+        CONFIG_FILE,
+        LocalStack,
+        print_next_steps,
+        serve_until_stopped,
+        write_config,
     )
+    from connector.devtools.produce import produce_samples
     from connector.kafka.admin import KafkaAdmin
     from connector.kafka.config import admin_config
     from connector.kafka.producer import KafkaProducer
-    from connector.pipeline.wiring import build_connector
+    from connector.pipeline.wiring import build_connector, build_registry, kafka_producer_config
 
-    workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print(
         "demo: starting the embedded Kafka broker, a schema registry and the sandbox ingest API ...",
         flush=True,
     )
-    with (
-        EmbeddedBroker(log_file=workdir / "broker.log") as broker,
-        RegistryStub() as registry_stub,
-        SandboxServer(SandboxOptions(port=0, rate_limit_scale=1.0, store=workdir / "accepted.jsonl")) as api,
-    ):
-        doc = demo_config(
-            broker.bootstrap_servers,
-            registry_stub.url,
-            api.base_url,
-            DEMO_TOKEN,
-            DEMO_ACCOUNT_ID,
-            DEMO_WORKSPACE_ID,
-        )
+    with LocalStack(workdir) as stack:
+        doc = stack.config(group_id="optikpi-demo")
         (workdir / "demo-config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         settings = parse_settings(doc, "run", source=str(workdir / "demo-config.yaml"), env={})
-        print(f"demo: broker {broker.bootstrap_servers}, registry {registry_stub.url}, API {api.base_url}")
-
-        from connector.pipeline.wiring import build_registry, kafka_producer_config
+        print(
+            f"demo: broker {stack.broker.bootstrap_servers}, registry {stack.registry.url}, "
+            f"API {stack.api.base_url}"
+        )
 
         assert settings.kafka is not None and settings.dead_letter is not None
         admin = KafkaAdmin(admin_config(settings.kafka.bootstrap_servers, {}))
@@ -127,7 +86,7 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
         finally:
             connector.close()
             registry.close()
-        _print_summary(settings, pipeline, api.entries(), produced, time.monotonic() - started)
+        _print_summary(settings, pipeline, stack.api.entries(), produced, time.monotonic() - started)
         settled = pipeline.stats["accepted"] + pipeline.stats["dead_lettered"]
         if settled < total:
             print(
@@ -135,6 +94,11 @@ def run_demo(count: int, poison_rate: float, timeout_s: float, workdir: Path) ->
                 flush=True,
             )
             return ExitCode.FAILURE
+        if keep_running:
+            config = workdir / CONFIG_FILE
+            _, server_port = write_config(stack, config)
+            print_next_steps(stack, config, server_port)
+            return code or serve_until_stopped(stack)
         return code
 
 

@@ -2,12 +2,15 @@
 
 - transient (5xx, 408, timeouts, connection errors): exponential backoff with full jitter, forever
   unless `retry.max_elapsed_s` sets a budget;
-- 429: wait `Retry-After` (seconds or HTTP date), else back off;
+- 429: wait `Retry-After` (seconds or HTTP date), else back off; the endpoint's token bucket
+  halves its rate (AIMD, see ratelimit.py), so replicas sharing the account's limit settle on it;
 - 400/413/422: the batch is split until the offending records are isolated; only they are
   reported as rejected, everything else is delivered, in order;
 - 401/403/404/405: CredentialsError, which no caller can mistake for a data error.
 Every request carries an `X-Idempotency-Key` derived from its exact body, so every retry of the
 same records (even after a restart, if they are batched the same way) carries the same key.
+Every request of one upload also carries its `X-Trace-Id` (kept out of the key, so retries stay
+identical), logged with the upload.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from connector.endpoints import ENDPOINTS, MAX_RECORDS_PER_REQUEST
 from connector.errors import CredentialsError, RetryBudgetExceeded, UploadCancelled
 from connector.ingest.backoff import Backoff, parse_retry_after
 from connector.ingest.jsjson import dumps_bytes
-from connector.ingest.ratelimit import TokenBucket
+from connector.ingest.ratelimit import AdaptiveTokenBucket
 from connector.ingest.signing import FileToken, HmacAuth, StaticToken, TokenSource
 from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
+from connector.runtime.tracing import new_trace_id
 
 RESPONSE_EXCERPT_BYTES = 1024
 MAX_RETRY_AFTER_S = 600.0
@@ -57,6 +61,7 @@ class UploadResult:
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     requests: int = 0
+    trace_id: str = ""  # the X-Trace-Id its requests carried
 
     @property
     def ok(self) -> bool:
@@ -125,7 +130,9 @@ class IngestClient:
         self._sleep = sleep or self._interruptible_sleep
         self._backoff = Backoff(retry, rng)
         self._metrics = metrics
-        self._buckets = {key: TokenBucket(destination.rate_limit(key), clock=clock) for key in ENDPOINTS}
+        self._buckets = {
+            key: AdaptiveTokenBucket(destination.rate_limit(key), clock=clock) for key in ENDPOINTS
+        }
         self._slots = threading.BoundedSemaphore(destination.max_concurrency)
         self._auth = HmacAuth(
             destination.account_id, destination.workspace_id, token or token_source(destination)
@@ -166,16 +173,29 @@ class IngestClient:
     def upload(self, endpoint: str, records: Sequence[Mapping[str, Any]]) -> UploadResult:
         return self.upload_encoded(endpoint, [dumps_bytes(r) for r in records])
 
-    def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult:
+    def upload_encoded(
+        self, endpoint: str, parts: Sequence[bytes], *, trace_id: str | None = None
+    ) -> UploadResult:
         """Upload records already serialized one by one (each part is one record's JSON).
 
         Requests are cut at max_records and max_bytes; records are delivered in the given order.
+        Every request carries `trace_id` as X-Trace-Id (a new random one when None).
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
-        result = UploadResult(endpoint)
+        result = UploadResult(endpoint, trace_id=trace_id or new_trace_id())
         for group in self._chunks(parts, result):
             self._send(endpoint, group, parts, result)
+        log.debug(
+            "upload finished",
+            destination=self.name,
+            endpoint=endpoint,
+            records=len(parts),
+            accepted=result.accepted,
+            rejected=len(result.rejected),
+            requests=result.requests,
+            trace_id=result.trace_id,
+        )
         return result
 
     # -- internals -------------------------------------------------------------------------
@@ -223,7 +243,13 @@ class IngestClient:
         # The API names no record reliably; halving isolates each bad record in log2(n) steps,
         # and sending the left half first keeps the records in order.
         middle = len(group) // 2
-        log.info("narrowing rejected batch", endpoint=endpoint, status=status, records=len(group))
+        log.info(
+            "narrowing rejected batch",
+            endpoint=endpoint,
+            status=status,
+            records=len(group),
+            trace_id=result.trace_id,
+        )
         self._send(endpoint, group[:middle], parts, result)
         self._send(endpoint, group[middle:], parts, result)
 
@@ -231,11 +257,14 @@ class IngestClient:
         """POST until the answer is final (2xx or a data error). Raises CredentialsError,
         RetryBudgetExceeded or UploadCancelled."""
         path = ENDPOINTS[endpoint].path
-        headers = {"X-Idempotency-Key": idempotency_key(path, body)}
+        headers = {"X-Idempotency-Key": idempotency_key(path, body), "X-Trace-Id": result.trace_id}
+        bucket = self._buckets[endpoint]
         started = self._clock()
         attempt = 0
         while True:
-            self._buckets[endpoint].acquire(self._pause)
+            bucket.acquire(self._pause)
+            if self._metrics:
+                self._metrics.rate_limit.labels(self.name, endpoint).set(bucket.rate)
             reason: str
             retry_after: float | None = None
             with self._slots:
@@ -262,6 +291,13 @@ class IngestClient:
                     return status, response
                 reason = str(status)
                 if status == 429:
+                    if bucket.throttled(sent_at):
+                        log.info(
+                            "ingest API throttled us; lowering the request rate",
+                            destination=self.name,
+                            endpoint=endpoint,
+                            rate_per_s=round(bucket.rate, 3),
+                        )
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     if retry_after is not None:
                         # Honoured, but a server asking for a day's pause must not stall a batch
@@ -282,6 +318,7 @@ class IngestClient:
                 reason=reason,
                 attempt=attempt + 1,
                 retry_in_s=round(delay, 3),
+                trace_id=result.trace_id,
             )
             self._pause(delay)
             attempt += 1

@@ -34,6 +34,7 @@ class Batch:
     body_bytes: int = 1  # "[" now; each record then adds its length plus one "," or "]"
     opened_at: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
+    trace_id: str | None = None  # X-Trace-Id of its upload; kept for the probes of a parked batch
 
     @property
     def partitions(self) -> set[TopicPartition]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from connector import __version__
 from connector.errors import Stage
 from connector.kafka.ports import DeliveryCallback, Header, ProducerPort, Record
+from connector.runtime.tracing import trace_id_from
 
 RESPONSE_EXCERPT_BYTES = 1024
 MESSAGE_MAX_CHARS = 4000
@@ -29,6 +30,7 @@ H_HTTP_STATUS = "optikpi.http.status"
 H_HTTP_RESPONSE = "optikpi.http.response"
 H_FAILED_AT = "optikpi.failed_at"
 H_VERSION = "optikpi.connector.version"
+H_TRACE_ID = "optikpi.trace_id"
 ADDED_HEADERS = frozenset(
     {
         H_TOPIC,
@@ -42,6 +44,7 @@ ADDED_HEADERS = frozenset(
         H_HTTP_RESPONSE,
         H_FAILED_AT,
         H_VERSION,
+        H_TRACE_ID,
     }
 )
 
@@ -69,7 +72,10 @@ def dead_letter_headers(
     http_status: int | None = None,
     http_response: str | None = None,
     failed_at: datetime,
+    trace_id: str | None = None,
 ) -> list[Header]:
+    """`trace_id`: the upload's X-Trace-Id (stage UPLOAD); otherwise the record's own traceparent
+    names the trace, when it has one."""
     headers: list[Header] = list(record.headers)
     headers += [
         (H_TOPIC, record.topic.encode()),
@@ -87,6 +93,9 @@ def dead_letter_headers(
         headers.append((H_HTTP_RESPONSE, http_response.encode("utf-8", "replace")[:RESPONSE_EXCERPT_BYTES]))
     headers.append((H_FAILED_AT, format_timestamp(failed_at).encode()))
     headers.append((H_VERSION, __version__.encode()))
+    trace_id = trace_id or trace_id_from(record.headers)
+    if trace_id:
+        headers.append((H_TRACE_ID, trace_id.encode()))
     return headers
 
 
@@ -107,6 +116,7 @@ class DeadLetterWriter:
         endpoint: str | None = None,
         http_status: int | None = None,
         http_response: str | None = None,
+        trace_id: str | None = None,
     ) -> None:
         headers = dead_letter_headers(
             record,
@@ -117,6 +127,7 @@ class DeadLetterWriter:
             http_status=http_status,
             http_response=http_response,
             failed_at=self._now(),
+            trace_id=trace_id,
         )
         self._producer.produce(self.topic, record.key, record.value, headers, on_done)
 

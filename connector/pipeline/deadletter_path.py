@@ -96,6 +96,7 @@ class DeadLetterPath:
         error_class: str | None = None,
         http_status: int | None = None,
         http_response: str | None = None,
+        trace_id: str | None = None,
     ) -> None:
         message = str(exc) or type(exc).__name__
         cls = error_class or type(exc).__name__
@@ -106,6 +107,7 @@ class DeadLetterPath:
             partition=record.partition,
             offset=record.offset,
             reason=message[:300],
+            **({"trace_id": trace_id} if trace_id else {}),
         )
         if self._breaker.record(True):
             self._health.set(
@@ -126,6 +128,7 @@ class DeadLetterPath:
                     endpoint=endpoint,
                     http_status=http_status,
                     http_response=http_response,
+                    trace_id=trace_id,
                 )
             except Exception as exc:  # queue full, producer failed: same as a failed delivery
                 on_done(DeliveryError(f"{type(exc).__name__}: {exc}"))

@@ -29,6 +29,7 @@ from connector.pipeline.pauses import PauseBook
 from connector.pipeline.retry import RetrySchedule
 from connector.runtime.health import Health, Reason
 from connector.runtime.logs import get_logger
+from connector.runtime.tracing import new_trace_id, trace_id_from
 
 log = get_logger(__name__)
 
@@ -36,7 +37,9 @@ UPLOAD_POLL_S = 0.01  # the longest consume() may block while uploads are in fli
 
 
 class Uploader(Protocol):
-    def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult: ...
+    def upload_encoded(
+        self, endpoint: str, parts: Sequence[bytes], *, trace_id: str | None = None
+    ) -> UploadResult: ...
 
     def cancel(self) -> None: ...
 
@@ -161,12 +164,16 @@ class Dispatcher:
         self._in_flight[batch.id] = batch
         uploader = self._uploaders[destination]
         parts = [item.body for item in batch.items]
+        if batch.trace_id is None:
+            # The producer's trace when the first record carries one: the batch joins that trace.
+            batch.trace_id = trace_id_from(batch.items[0].record.headers) or new_trace_id()
 
         def done(future: Future[UploadResult]) -> None:
             exc = future.exception()
             self._completions.put(_Completion(batch, None if exc else future.result(), exc))
 
-        self._executor.submit(uploader.upload_encoded, endpoint, parts).add_done_callback(done)
+        future = self._executor.submit(uploader.upload_encoded, endpoint, parts, trace_id=batch.trace_id)
+        future.add_done_callback(done)
 
     def has_completions(self) -> bool:
         return not self._completions.empty()

@@ -37,6 +37,7 @@ from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
 from connector.pipeline.dispatch import Dispatcher, Uploader
 from connector.pipeline.intake import Poison, Route, prepare
+from connector.pipeline.lag import ConsumerLag
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.pauses import Backpressure, PauseBook
 from connector.pipeline.stalls import RegistryStalls
@@ -79,12 +80,14 @@ class Pipeline:
         credentials_retry_s: tuple[float, float] = CREDENTIALS_RETRY_S,
         lanes: Mapping[str, int] | None = None,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._consumer = consumer
         self._uploaders = uploaders
         self._routes = routes
         self._shutdown_timeout_s = shutdown_timeout_s
         self._clock = clock
+        self._wall_clock = wall_clock  # Kafka timestamps are wall-clock time
         self._sleep = sleep
         self.metrics = metrics or Metrics()
         self.health = health or Health(clock)
@@ -94,6 +97,7 @@ class Pipeline:
         self._tracker = OffsetTracker()
         self._pauses = PauseBook(consumer, self._tracker, self.metrics)
         self._load = Backpressure(backpressure, self._pauses, self.metrics)
+        self._lag = ConsumerLag(consumer, self._tracker, self.metrics)
         self._dispatcher = Dispatcher(
             uploaders,
             executor,
@@ -242,8 +246,11 @@ class Pipeline:
         self._load.apply()
         if now - self._last_commit >= self._commit_interval_s:
             self._commit(None)
+        self._lag.update(now)
 
     def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
+        if result.accepted:
+            self._observe_delivery(batch, endpoint)
         rejected = {r.index: r for r in result.rejected}
         for index, item in enumerate(batch.items):
             if not self._tracker.is_pending(item.record.tp, item.record.offset):
@@ -262,7 +269,16 @@ class Pipeline:
                     error_class="IngestRejected",
                     http_status=rejection.status,
                     http_response=rejection.response,
+                    trace_id=batch.trace_id,
                 )
+
+    def _observe_delivery(self, batch: Batch, endpoint: str) -> None:
+        """One observation per accepted batch, for its oldest record: nothing per record, and the
+        oldest record is the one the dashboard's p95/p99 are about."""
+        oldest = min((i.record.timestamp_ms for i in batch.items if i.record.timestamp_ms), default=None)
+        if oldest is not None:
+            delay = max(0.0, self._wall_clock() - oldest / 1000.0)
+            self.metrics.delivery_seconds.labels(endpoint).observe(delay)
 
     def _dead_lettered(self, record: Record, stage: Stage) -> None:
         self.stats["dead_lettered"] += 1
@@ -290,17 +306,6 @@ class Pipeline:
         self._tracker.committed(positions)
         self.stats["commits"] += 1
         self.metrics.commits.labels("ok").inc()
-        self._update_lag(positions)
-
-    def _update_lag(self, positions: Mapping[TopicPartition, int]) -> None:
-        try:
-            ends = self._consumer.high_watermarks()
-        except Exception:  # lag is informational; never let it break a commit
-            return
-        for tp, position in positions.items():
-            end = ends.get(tp)
-            if end is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
     def _forget(self, partitions: Sequence[TopicPartition]) -> None:
         gone = set(partitions)
@@ -309,6 +314,7 @@ class Pipeline:
             self._load.remove(*self._tracker.drop(tp))
         self._pauses.forget(gone)
         self._dispatcher.drop_partitions(gone)
+        self._lag.forget(gone)
 
     # ------------------------------------------------------------------ draining and stopping
     def _busy(self, partitions: Iterable[TopicPartition] | None) -> bool:

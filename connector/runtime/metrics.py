@@ -11,6 +11,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+# Delivery latency spans the batching wait, the upload and any backlog: from a second to hours.
+DELIVERY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+
 # Otherwise every counter and histogram child also exports a `_created` series: more series for
 # Prometheus to store, read by nothing. The switch is process-wide in prometheus-client.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -28,6 +31,19 @@ class Metrics:
         )
         self.retries = Counter(
             "optikpi_ingest_retries", "Requests retried, by reason", ["endpoint", "reason"], registry=r
+        )
+        self.rate_limit = Gauge(
+            "optikpi_ingest_rate_limit",
+            "Requests per second the client allows itself now (lowered on 429, back up when quiet)",
+            ["destination", "endpoint"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "optikpi_delivery_seconds",
+            "From the Kafka timestamp of a batch's oldest record to the API accepting the batch",
+            ["endpoint"],
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
         )
         self.records_accepted = Counter(
             "optikpi_records_accepted", "Records accepted by the ingest API", ["endpoint"], registry=r
@@ -54,7 +70,10 @@ class Metrics:
         self.in_flight_bytes = Gauge("optikpi_in_flight_bytes", "Bytes consumed but not yet done", registry=r)
         self.paused_partitions = Gauge("optikpi_paused_partitions", "Partitions paused", registry=r)
         self.lag = Gauge(
-            "optikpi_consumer_lag", "End offset minus committed offset", ["topic", "partition"], registry=r
+            "optikpi_consumer_lag",
+            "End offset (as last fetched) minus the commit position",
+            ["topic", "partition"],
+            registry=r,
         )
         self.ready = Gauge("optikpi_ready", "1 when the connector is ready", registry=r)
         self.unready_reason = Gauge(

@@ -36,6 +36,7 @@ from connector.pipeline.deadletter import (
     H_PARTITION,
     H_STAGE,
     H_TOPIC,
+    H_TRACE_ID,
     H_VERSION,
 )
 from tests.support.brokers import UniqueNames
@@ -329,10 +330,13 @@ def check_dead_letter(record: Record, source: Produced) -> None:
     assert (record.key, record.value) == (source.key, source.value), name
     assert record.headers[: len(source.headers)] == source.headers, f"{name}: original headers changed"
     added = dict(record.headers[len(source.headers) :])
+    # These records carry no traceparent: only an UPLOAD dead letter has a trace id (its upload's).
     expected_names = ADDED_HEADERS - (
-        {H_HTTP_STATUS, H_HTTP_RESPONSE} if source.poison != "UPLOAD" else set()
+        {H_HTTP_STATUS, H_HTTP_RESPONSE, H_TRACE_ID} if source.poison != "UPLOAD" else set()
     )
     assert set(added) == expected_names, name
+    if source.poison == "UPLOAD":
+        assert re.fullmatch(rb"[0-9a-f]{32}", added[H_TRACE_ID] or b""), name
     assert added[H_TOPIC] == source.topic.encode()
     assert added[H_PARTITION] == str(source.partition).encode()
     assert added[H_OFFSET] == str(source.offset).encode()

@@ -85,15 +85,15 @@ class InlineExecutor(Executor):
     """Runs each upload at submit time: deterministic completion order."""
 
     def __init__(self) -> None:
-        self.held: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self.held: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self.hold = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
         if self.hold:
-            self.held.append((future, fn, args))
+            self.held.append((future, fn, args, kwargs))
             return future
-        _run(future, fn, args)
+        _run(future, fn, args, kwargs)
         return future
 
     def release(self, index: int | None = None) -> None:
@@ -101,7 +101,7 @@ class InlineExecutor(Executor):
         items = self.held if index is None else [self.held[index]]
         for item in list(items):
             self.held.remove(item)
-            _run(item[0], item[1], item[2])
+            _run(*item)
 
     def held_ids(self, index: int) -> list[str]:
         """The `event_id`s of the records in the held upload at `index`."""
@@ -109,9 +109,9 @@ class InlineExecutor(Executor):
         return [json.loads(part)["event_id"] for part in parts]
 
 
-def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
-        future.set_result(fn(*args))
+        future.set_result(fn(*args, **kwargs))
     except BaseException as exc:
         future.set_exception(exc)
 
@@ -128,9 +128,13 @@ class ScriptedUploader:
     calls: int = 0
     clock: Callable[[], float] | None = None
     call_times: list[float] = field(default_factory=list)  # clock time of every call
+    trace_ids: list[str | None] = field(default_factory=list)  # the trace id of every call
 
-    def upload_encoded(self, endpoint: str, parts: Sequence[bytes]) -> UploadResult:
+    def upload_encoded(
+        self, endpoint: str, parts: Sequence[bytes], *, trace_id: str | None = None
+    ) -> UploadResult:
         self.calls += 1
+        self.trace_ids.append(trace_id)
         self.call_times.append(self.clock() if self.clock else float(self.calls))
         if self.fail_with:
             error = self.fail_with.pop(0)
@@ -243,6 +247,7 @@ class Kit:
             commit_interval_s=commit_interval_s,
             credentials_retry_s=(5.0, 60.0),
             rng=random.Random(seed),  # jittered retry waits, the same on every run
+            wall_clock=self.clock.now,  # the in-memory broker stamps records with the same clock
         )
 
     def started(self, **kwargs: Any) -> Pipeline:

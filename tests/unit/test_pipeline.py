@@ -347,6 +347,9 @@ def test_poison_goes_to_the_dead_letter_topic_intact_and_the_partition_moves_on(
     if stage == "UPLOAD":
         expected["optikpi.http.status"] = b"400"
         expected["optikpi.http.response"] = b'{"error":"Bad Request"}'
+        # The X-Trace-Id of the upload that was refused (tests/unit/test_tracing_pipeline.py).
+        trace_id = headers.pop("optikpi.trace_id")
+        assert trace_id is not None and trace_id.decode() in kit.uploader.trace_ids
     assert headers == expected
     assert message is not None and message_names in message.decode()
     assert failed_at is not None and re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", failed_at)

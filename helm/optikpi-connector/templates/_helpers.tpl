@@ -124,5 +124,37 @@ Secret (auth_token_file), so no token is ever written into the ConfigMap.
 {{- $_ := unset $dest "auth_token" -}}
 {{- $_ := set $dest "auth_token_file" (printf "%s/%s" $mount (include "optikpi-connector.tokenKey" (dict "root" $ "name" $name))) -}}
 {{- end -}}
+{{- include "optikpi-connector.splitRateLimits" (dict "root" . "cfg" $cfg) -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* The replica count the rate limits are shared by: replicaCount, or KEDA's minimum. */}}
+{{- define "optikpi-connector.rateLimitReplicas" -}}
+{{- $n := .Values.replicaCount | int -}}
+{{- if .Values.keda.enabled -}}{{- $n = .Values.keda.minReplicaCount | int -}}{{- end -}}
+{{- max 1 $n -}}
+{{- end -}}
+
+{{/*
+The API's limits are per account, while every pod has its own token buckets: each destination's
+rate_limits (the API's limits where config sets none) divided by the replica count, so the pods
+together stay under the limit. KEDA changes the count at run time; the connector's adaptive
+limits (AIMD on 429) keep it right then. Changes .cfg in place.
+*/}}
+{{- define "optikpi-connector.splitRateLimits" -}}
+{{- $root := .root -}}
+{{- $replicas := include "optikpi-connector.rateLimitReplicas" $root | int -}}
+{{- if and $root.Values.rateLimits.splitAcrossReplicas (gt $replicas 1) -}}
+{{- $dests := list -}}
+{{- if .cfg.optikpi -}}{{- $dests = append $dests .cfg.optikpi -}}{{- end -}}
+{{- range $_, $dest := (.cfg.destinations | default dict) -}}{{- $dests = append $dests $dest -}}{{- end -}}
+{{- range $dest := $dests -}}
+{{- $limits := merge (deepCopy ($dest.rate_limits | default dict)) $root.Values.rateLimits.apiLimits -}}
+{{- $split := dict -}}
+{{- range $endpoint, $limit := $limits -}}
+{{- $_ := set $split $endpoint (round (divf $limit $replicas) 3) -}}
+{{- end -}}
+{{- $_ := set $dest "rate_limits" $split -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
