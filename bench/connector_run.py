@@ -55,7 +55,7 @@ def connector_config(
         "dead_letter": {"topic": DLQ_TOPIC},
         "server": {"port": 0},
         "shutdown_timeout_s": 20,
-        "log_level": "warning",
+        "log_level": "error",
         "mappings": [mapping(topic)],
     }
 
@@ -70,7 +70,7 @@ def _child(
     from connector.pipeline.wiring import build_connector
     from connector.runtime.logs import configure
 
-    configure("warning", json=True)
+    configure("error", json=True)
     try:
         connector = build_connector(parse_settings(doc, "run", source=source, env={}))
     except Exception as exc:  # the parent reports it instead of waiting out the deadline

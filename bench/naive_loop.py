@@ -53,7 +53,7 @@ def naive_loop(bootstrap: str, topic: str, group: str, url: str, count: int, tim
         if msg is None or msg.error():
             continue
         first = first or time.monotonic()
-        bet = fastavro.schemaless_reader(BytesIO(msg.value()[5:]), schema, None)
+        bet: Any = fastavro.schemaless_reader(BytesIO((msg.value() or b"")[5:]), schema, None)
         record = {
             "account_id": ACCOUNT_ID,
             "workspace_id": WORKSPACE_ID,

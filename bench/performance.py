@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 from bench import scenarios
 from bench.connector_run import DLQ_TOPIC
 from bench.report import Figures, render, target_table, throughput_table
-from bench.workload import ENDPOINT, MAPPING_FIELDS, Encoder, create_topics, load_schema, produce_backlog
+from bench.workload import ENDPOINT, MAPPING_FIELDS, Encoder, load_schema, produce_backlog
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
+from connector.kafka.admin import KafkaAdmin
+from connector.kafka.config import admin_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -118,8 +120,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> Figures:
     with EmbeddedBroker(log_file=workdir / "broker.log") as broker, RegistryStub() as registry:
         bootstrap = broker.bootstrap_servers
         schema_id = registry.register(f"{TOPIC}-value", load_schema())
-        topics = {name: args.partitions for name in (TOPIC, LIVE_TOPIC, BACKLOG_TOPIC)}
-        create_topics(bootstrap, {**topics, DLQ_TOPIC: 1})
+        admin = KafkaAdmin(admin_config(bootstrap, {}))
+        admin.create_topics([TOPIC, LIVE_TOPIC, BACKLOG_TOPIC], args.partitions, 30.0)
+        admin.create_topics([DLQ_TOPIC], 1, 30.0)
         env = scenarios.Env(bootstrap, registry.url, schema_id, workdir)
         encoder = Encoder(schema_id)
         produce_s[f"{args.count:,} records"] = produce_backlog(bootstrap, TOPIC, encoder, "bet", args.count)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MB = 1_000_000
-TIMES = "\N{MULTIPLICATION SIGN}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def _rate(run: Throughput | None) -> float | None:
     return None if run is None else run.rate
 
 
-def _at_least(name: str, value: float | None, bound: float, unit: str = TIMES) -> Target:
+def _at_least(name: str, value: float | None, bound: float, unit: str = "x") -> Target:
     measured = "not measured" if value is None else f"{value:.2f}{unit}"
     return Target(name, measured, f"≥ {bound:g}{unit}", None if value is None else value >= bound)
 
@@ -102,7 +101,7 @@ def targets(f: Figures) -> list[Target]:
         _at_least("workers: auto vs the decode ceiling", _ratio(auto, f.ceiling), 0.7),
         _at_least("workers: auto vs the naive loop", _ratio(auto, naive), 1.8),
         _at_least(
-            f"{f.latency_ms} ms API latency vs min(zero-latency, partitions {TIMES} max_records / latency)",
+            f"{f.latency_ms} ms API latency vs min(zero-latency, partitions * max_records / latency)",
             _ratio(_rate(f.with_latency), reference),
             0.8,
         ),

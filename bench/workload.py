@@ -18,7 +18,6 @@ from typing import Any, Final
 
 import fastavro
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 SCHEMA_PATH: Final = BENCH_DIR / "bet_bench.avsc"
@@ -110,13 +109,6 @@ class Encoder:
 
     def payloads(self, prefix: str, start: int, stop: int) -> list[bytes]:
         return [self.payload(bet(prefix, n)) for n in range(start, stop)]
-
-
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(t, p, 1) for t, p in topics.items()], request_timeout=timeout_s)
-    for future in futures.values():
-        future.result(timeout=timeout_s)
 
 
 def _producer(bootstrap: str) -> Producer:
