@@ -145,6 +145,7 @@ class ConnectorProcess:
             raise RuntimeError(f"{self._process.name} failed to start: {result['error']}")
         if self.sampler is not None:
             result["peak_rss"] = self.sampler.peak
+            result["processes"] = self.sampler.max_processes
         return result
 
     def __exit__(self, *exc_info: object) -> None:

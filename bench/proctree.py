@@ -52,19 +52,22 @@ def tree_cpu_s(pid: int) -> float:
     return total / _TICKS
 
 
-def tree_rss_bytes(pid: int) -> int:
-    total = 0
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(bytes resident summed over the live tree, processes in it)."""
+    total, members = 0, 0
     for member in descendants(pid):
         try:
             resident = int(Path(f"/proc/{member}/statm").read_text().split()[1])
         except (OSError, ValueError, IndexError):
             continue
         total += resident * _PAGE
-    return total
+        members += 1
+    return total, members
 
 
 class RssSampler:
-    """Samples the tree's RSS every `interval_s` on a thread; `peak` since start, `mark()` resets a phase."""
+    """Samples the tree every `interval_s` on a thread: `peak` RSS and `max_processes` since start;
+    `mark()` ends a phase."""
 
     def __init__(self, pid: int, interval_s: float = 0.1) -> None:
         self._pid = pid
@@ -73,14 +76,14 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self.peak = 0
         self.phase_peak = 0
-        self.samples = 0
+        self.max_processes = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = tree_rss_bytes(self._pid)
+            rss, processes = tree_rss(self._pid)
             self.peak = max(self.peak, rss)
             self.phase_peak = max(self.phase_peak, rss)
-            self.samples += 1
+            self.max_processes = max(self.max_processes, processes)
             self._stop.wait(self._interval_s)
 
     def mark(self) -> int:

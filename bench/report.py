@@ -19,6 +19,8 @@ class Throughput:
     seconds: float
     cpu_s: float | None = None  # the process tree's CPU over the same span
     peak_rss: int | None = None  # bytes, summed over the process tree
+    processes: int | None = None  # the most processes seen in the tree at once
+    api_cpu_s: float | None = None  # the receiver's CPU, to show it was not the limit
 
     @property
     def rate(self) -> float:
@@ -27,6 +29,10 @@ class Throughput:
     @property
     def cpu_us_per_record(self) -> float | None:
         return None if self.cpu_s is None else 1e6 * self.cpu_s / self.records
+
+    @property
+    def api_cpu_us_per_record(self) -> float | None:
+        return None if self.api_cpu_s is None else 1e6 * self.api_cpu_s / self.records
 
 
 @dataclass(frozen=True)
@@ -136,13 +142,13 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def throughput_table(f: Figures) -> list[str]:
     lines = [
-        "| run | records | seconds | records/s | CPU µs/record | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | records | seconds | records/s | CPU µs/record | processes | peak RSS "
+        "| receiver CPU µs/record |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     if f.ceiling is not None:
-        lines.append(
-            f"| decode ceiling (`fastavro.schemaless_reader`, one core) | | | {f.ceiling:,.0f} | | |"
-        )
+        ceiling = f"{f.ceiling:,.0f}"
+        lines.append(f"| decode ceiling (`fastavro.schemaless_reader`, one core) | | | {ceiling} | | | | |")
     runs = [
         ("naive loop", f.naive),
         ("connector, `workers: 1`", f.workers_1),
@@ -151,11 +157,12 @@ def throughput_table(f: Figures) -> list[str]:
     ]
     for name, run in runs:
         if run is None:
-            lines.append(f"| {name} | not measured | | | | |")
+            lines.append(f"| {name} | not measured | | | | | | |")
             continue
         cpu = _fmt(run.cpu_us_per_record, "{:.0f}")
         rss = _fmt(None if run.peak_rss is None else run.peak_rss / MB, "{:.0f} MB")
-        lines.append(f"| {name} | {run.records:,} | {run.seconds:.1f} | {run.rate:,.0f} | {cpu} | {rss} |")
+        tail = f"{_fmt(run.processes, '{:d}')} | {rss} | {_fmt(run.api_cpu_us_per_record, '{:.0f}')}"
+        lines.append(f"| {name} | {run.records:,} | {run.seconds:.1f} | {run.rate:,.0f} | {cpu} | {tail} |")
     return lines
 
 

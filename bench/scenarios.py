@@ -21,6 +21,7 @@ import fastavro
 
 from bench.connector_run import ConnectorProcess, connector_config
 from bench.naive_loop import naive_loop
+from bench.proctree import RssSampler
 from bench.receiver import Receiver
 from bench.report import Backlog, Latency, Throughput
 from bench.workload import Encoder, parsed_schema, produce_backlog, produce_paced
@@ -77,17 +78,21 @@ def naive(env: Env, topic: str, count: int) -> Throughput:
         process = ctx.Process(target=_naive_child, args=(child, (*args, count, env.timeout_s)), name="naive")
         process.start()
         child.close()
+        assert process.pid is not None
         try:
-            if not parent.poll(env.timeout_s + 30):
-                raise RuntimeError("the naive loop did not finish")
-            first, cpu_s = parent.recv()
+            with RssSampler(process.pid) as sampler:
+                if not parent.poll(env.timeout_s + 30):
+                    raise RuntimeError("the naive loop did not finish")
+                first, cpu_s = parent.recv()
         finally:
             process.join(30)
             if process.is_alive():
                 process.kill()
         stats = api.stats()
     _check_accepted("naive loop", stats, count)
-    return Throughput(count, stats["last_at"] - first, cpu_s)
+    return Throughput(
+        count, stats["last_at"] - first, cpu_s, sampler.peak, sampler.max_processes, stats["cpu_s"]
+    )
 
 
 def _check_accepted(name: str, stats: dict[str, Any], count: int) -> None:
@@ -109,12 +114,9 @@ def connector_throughput(
     if result["exit_code"] != 0 or result["timed_out"]:
         raise RuntimeError(f"connector run {name} did not finish cleanly: {result}")
     _check_accepted(name, stats, count)
-    return Throughput(
-        count,
-        stats["last_at"] - result["first_at"],
-        result["cpu_done"] - result["cpu_first"],
-        result["peak_rss"],
-    )
+    cpu_s = result["cpu_done"] - result["cpu_first"]
+    seconds = stats["last_at"] - result["first_at"]
+    return Throughput(count, seconds, cpu_s, result["peak_rss"], result["processes"], stats["cpu_s"])
 
 
 def _percentile(ordered: list[float], q: int) -> float:

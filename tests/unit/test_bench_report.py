@@ -17,8 +17,8 @@ def _figures(**overrides: object) -> Figures:
         "latency_ms": 50,
         "max_wait_ms": 500,
         "ceiling": 100_000.0,
-        "naive": Throughput(100_000, 5.0, cpu_s=4.0),  # 20,000/s
-        "workers_1": Throughput(100_000, 2.0, cpu_s=3.0, peak_rss=120 * MB),  # 50,000/s
+        "naive": Throughput(100_000, 5.0, cpu_s=4.0, api_cpu_s=0.5),  # 20,000/s
+        "workers_1": Throughput(100_000, 2.0, cpu_s=3.0, peak_rss=120 * MB, processes=1),  # 50,000/s
         "workers_auto": Throughput(100_000, 1.6, cpu_s=3.5, peak_rss=200 * MB),  # 62,500/s
         "with_latency": Throughput(100_000, 2.5, cpu_s=3.5),  # 40,000/s
         "live": Latency(2000.0, 30_000, 450.0, 700.0, 812.0),
@@ -53,9 +53,10 @@ def test_a_scenario_that_did_not_run_is_not_measured_never_met() -> None:
 
 def test_the_throughput_table_gives_rate_cpu_per_record_and_rss() -> None:
     lines = throughput_table(_figures())
-    assert lines[2] == "| decode ceiling (`fastavro.schemaless_reader`, one core) | | | 100,000 | | |"
-    assert lines[3] == "| naive loop | 100,000 | 5.0 | 20,000 | 40 | - |"
-    assert lines[4] == "| connector, `workers: 1` | 100,000 | 2.0 | 50,000 | 30 | 120 MB |"
+    assert lines[2] == "| decode ceiling (`fastavro.schemaless_reader`, one core) | | | 100,000 | | | | |"
+    assert lines[3] == "| naive loop | 100,000 | 5.0 | 20,000 | 40 | - | - | 5 |"
+    assert lines[4] == "| connector, `workers: 1` | 100,000 | 2.0 | 50,000 | 30 | 1 | 120 MB | - |"
+    assert throughput_table(_figures(with_latency=None))[6].endswith("| not measured | | | | | | |")
 
 
 def test_the_page_has_the_targets_first_and_the_failures_as_notes() -> None:
