@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import platform
 import sys
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 from bench import scenarios
 from bench.connector_run import DLQ_TOPIC
-from bench.report import Figures, render, target_table, throughput_table
+from bench.report import Figures, Throughput, median_run, render, target_table, throughput_table
 from bench.workload import ENDPOINT, MAPPING_FIELDS, Encoder, load_schema, produce_backlog
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
@@ -54,7 +55,8 @@ METHOD = [
     + ", ".join(f"`{target}: {source}`" for target, source in MAPPING_FIELDS.items())
     + "; `game_id`, `game_title`, `provider` and `currency` come through `copy_matching`.",
     "- **Decode ceiling**: `fastavro.schemaless_reader` per payload, same schema, logical types on,",
-    "  one thread, best of two passes over the throughput records.",
+    "  in one thread: records per CPU second of that thread (so that load from elsewhere on the",
+    "  machine does not lower it), best of two passes over the throughput records.",
     "- **Connector**: built by the composition root (`build_connector`) from a generated",
     "  configuration and run in a process of its own, with `processing: {workers: 1}` or",
     "  `{workers: auto}`, `batching: {max_records: 500, max_wait_ms: 500}`, default",
@@ -62,7 +64,9 @@ METHOD = [
     "  where the worker pool is not there yet, `auto` runs inline like `1`.",
     "- **Throughput**: first record consumed (marked by the consumer under test: the naive loop's",
     "  first poll that returns a record, the connector's first loop turn that consumed any) → last",
-    "  record accepted (marked by the receiver), with a fresh consumer group per run.",
+    "  record accepted (marked by the receiver), with a fresh consumer group per run. The runs go",
+    "  round by round (naive, `workers: 1`, `workers: auto`, 50 ms); each figure is the median",
+    "  round, with the range of all rounds in parentheses.",
     "- **CPU µs/record**: user + system CPU of the connector's process tree (worker processes",
     "  included, read from /proc) over the same span, divided by the records. For the naive loop,",
     "  its one process from start to end. **processes**: the most processes seen in the tree at",
@@ -92,7 +96,10 @@ def _setup(args: argparse.Namespace, load: float, produce_s: dict[str, float]) -
         ("platform", f"{platform.system()} {platform.machine()}"),
         ("CPUs (usable / total)", f"{affinity} / {os.cpu_count()}"),
         ("load average before the run (1 min)", f"{load:.2f}"),
-        ("throughput records", f"{args.count:,} on {args.partitions} partitions"),
+        (
+            "throughput records",
+            f"{args.count:,} on {args.partitions} partitions, median of {args.repeat} rounds",
+        ),
         ("API latency run", f"{args.latency_ms} ms per request"),
         ("latency run", f"{args.live_rate:,} records/s offered for {args.live_seconds:g} s"),
         ("backlog run", f"{args.backlog:,} records, {args.outage_s:g} s outage"),
@@ -129,24 +136,37 @@ def measure(args: argparse.Namespace, workdir: Path) -> Figures:
         env = scenarios.Env(bootstrap, registry.url, schema_id, workdir)
         encoder = Encoder(schema_id)
         produce_s[f"{args.count:,} records"] = produce_backlog(bootstrap, TOPIC, encoder, "bet", args.count)
-        steps: dict[str, Callable[[], Any]] = {
-            "ceiling": lambda: scenarios.decode_ceiling(encoder.payloads("bet", 0, args.count)),
-            "naive": lambda: scenarios.naive(env, TOPIC, args.count),
-            "workers-1": lambda: scenarios.connector_throughput(env, TOPIC, "workers-1", args.count, 1),
-            "workers-auto": lambda: scenarios.connector_throughput(
-                env, TOPIC, "workers-auto", args.count, "auto"
+        if "ceiling" in chosen:
+            payloads = encoder.payloads("bet", 0, args.count)
+            results["ceiling"] = _attempt("ceiling", notes, lambda: scenarios.decode_ceiling(payloads))
+            del payloads
+        # The throughput runs go round by round, so that a burst of load from elsewhere on the
+        # machine falls on every kind of run alike; each figure is the median of its rounds.
+        repeats: dict[str, Callable[[str], Throughput]] = {
+            "naive": lambda run: scenarios.naive(env, TOPIC, run, args.count),
+            "workers-1": lambda run: scenarios.connector_throughput(env, TOPIC, run, args.count, 1),
+            "workers-auto": lambda run: scenarios.connector_throughput(env, TOPIC, run, args.count, "auto"),
+            "latency": lambda run: scenarios.connector_throughput(
+                env, TOPIC, run, args.count, "auto", latency_ms=args.latency_ms
             ),
-            "latency": lambda: scenarios.connector_throughput(
-                env, TOPIC, "latency", args.count, "auto", latency_ms=args.latency_ms
-            ),
-            "live": lambda: scenarios.live_latency(
-                env, LIVE_TOPIC, args.live_rate, args.live_seconds, args.max_wait_ms
-            ),
-            "backlog": lambda: _backlog(args, env, encoder, produce_s),
         }
-        for name in SCENARIOS:
-            if name in chosen:
-                results[name] = _attempt(name, notes, steps[name])
+        rounds: dict[str, list[Throughput]] = {name: [] for name in repeats if name in chosen}
+        for n in range(1, args.repeat + 1):
+            for name, runs in rounds.items():
+                run = f"{name}-{n}"
+                done = _attempt(run, notes, functools.partial(repeats[name], run))
+                runs.extend([done] if done is not None else [])
+        results.update({name: median_run(runs) for name, runs in rounds.items() if runs})
+        if "live" in chosen:
+            results["live"] = _attempt(
+                "live",
+                notes,
+                lambda: scenarios.live_latency(
+                    env, LIVE_TOPIC, args.live_rate, args.live_seconds, args.max_wait_ms
+                ),
+            )
+        if "backlog" in chosen:
+            results["backlog"] = _attempt("backlog", notes, lambda: _backlog(args, env, encoder, produce_s))
     return Figures(
         setup=_setup(args, load, produce_s),
         partitions=args.partitions,
@@ -177,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=100_000, help="records of the throughput runs")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the throughput runs (median)")
     parser.add_argument("--latency-ms", type=int, default=50, help="API latency of the latency run")
     parser.add_argument("--live-rate", type=int, default=2000, help="records/s offered in the latency run")
     parser.add_argument("--live-seconds", type=float, default=15.0)

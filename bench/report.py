@@ -6,7 +6,8 @@ that was not run (or failed) is None and its targets read "not measured", never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 MB = 1_000_000
 
@@ -21,6 +22,7 @@ class Throughput:
     peak_rss: int | None = None  # bytes, summed over the process tree
     processes: int | None = None  # the most processes seen in the tree at once
     api_cpu_s: float | None = None  # the receiver's CPU, to show it was not the limit
+    rates: tuple[float, ...] = ()  # every repeat's records/s, when this is the median of several
 
     @property
     def rate(self) -> float:
@@ -89,8 +91,15 @@ def _rate(run: Throughput | None) -> float | None:
 
 
 def _at_least(name: str, value: float | None, bound: float, unit: str = "x") -> Target:
-    measured = "not measured" if value is None else f"{value:.2f}{unit}"
+    # Rounded towards "not met", so that a printed figure never looks as if it passed when it did not.
+    measured = "not measured" if value is None else f"{math.floor(value * 100) / 100:.2f}{unit}"
     return Target(name, measured, f"≥ {bound:g}{unit}", None if value is None else value >= bound)
+
+
+def median_run(runs: list[Throughput]) -> Throughput:
+    """The run with the median rate (the lower middle of an even count), carrying every run's rate."""
+    ordered = sorted(runs, key=lambda run: run.rate)
+    return replace(ordered[(len(ordered) - 1) // 2], rates=tuple(run.rate for run in ordered))
 
 
 def targets(f: Figures) -> list[Target]:
@@ -113,13 +122,13 @@ def targets(f: Figures) -> list[Target]:
         ),
         Target(
             "p99 Kafka timestamp → accepted",
-            "not measured" if p99 is None else f"{p99:.0f} ms",
+            "not measured" if p99 is None else f"{math.ceil(p99)} ms",
             f"≤ {p99_bound} ms (max_wait_ms + 300)",
             None if p99 is None else p99 <= p99_bound,
         ),
         Target(
             "peak RSS, backlog while the API is down",
-            "not measured" if rss is None else f"{rss / MB:.0f} MB",
+            "not measured" if rss is None else f"{math.ceil(rss / MB)} MB",
             "≤ 300 MB",
             None if rss is None else rss <= 300 * MB,
         ),
@@ -162,7 +171,10 @@ def throughput_table(f: Figures) -> list[str]:
         cpu = _fmt(run.cpu_us_per_record, "{:.0f}")
         rss = _fmt(None if run.peak_rss is None else run.peak_rss / MB, "{:.0f} MB")
         tail = f"{_fmt(run.processes, '{:d}')} | {rss} | {_fmt(run.api_cpu_us_per_record, '{:.0f}')}"
-        lines.append(f"| {name} | {run.records:,} | {run.seconds:.1f} | {run.rate:,.0f} | {cpu} | {tail} |")
+        rate = f"{run.rate:,.0f}"
+        if len(run.rates) > 1:
+            rate += f" ({min(run.rates):,.0f}-{max(run.rates):,.0f})"
+        lines.append(f"| {name} | {run.records:,} | {run.seconds:.1f} | {rate} | {cpu} | {tail} |")
     return lines
 
 
