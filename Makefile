@@ -48,7 +48,7 @@ chaos: $(STAMP) ## long fault-injection runs (kill -9 loops, API outages)
 	$(BIN)/python -m pytest -m slow -q
 
 bench: $(STAMP) ## benchmarks: the sandbox alone (docs/bench-sandbox.md), then the connector beside its references (docs/performance.md)
-	$(BIN)/python bench/bench_sandbox.py
+	$(BIN)/python -m bench.bench_sandbox
 	$(BIN)/python -m bench.performance
 
 check-deploy: $(STAMP) ## offline checks of the Dockerfile, docker-compose.yml and the Helm chart

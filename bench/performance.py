@@ -9,10 +9,8 @@ Each scenario is bounded in time; one that fails is reported as not measured and
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ from typing import Any, TypeVar
 
 from bench import scenarios
 from bench.connector_run import DLQ_TOPIC
-from bench.report import Figures, Throughput, median_run, render, target_table, throughput_table
+from bench.report import Figures, Throughput, machine_rows, median_run, render, target_table, throughput_table
 from bench.workload import ENDPOINT, MAPPING_FIELDS, Encoder, load_schema, produce_backlog
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
@@ -89,13 +87,8 @@ METHOD = [
 
 
 def _setup(args: argparse.Namespace, load: float, produce_s: dict[str, float]) -> list[tuple[str, str]]:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rows = [
-        ("date (UTC)", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("platform", f"{platform.system()} {platform.machine()}"),
-        ("CPUs (usable / total)", f"{affinity} / {os.cpu_count()}"),
-        ("load average before the run (1 min)", f"{load:.2f}"),
+        *machine_rows(load),
         (
             "throughput records",
             f"{args.count:,} on {args.partitions} partitions, median of {args.repeat} rounds",

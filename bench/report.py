@@ -6,7 +6,10 @@ that was not run (or failed) is None and its targets read "not measured", never 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import os
+import platform
 from dataclasses import dataclass, field, replace
 
 MB = 1_000_000
@@ -94,6 +97,18 @@ def _at_least(name: str, value: float | None, bound: float, unit: str = "x") -> 
     # Rounded towards "not met", so that a printed figure never looks as if it passed when it did not.
     measured = "not measured" if value is None else f"{math.floor(value * 100) / 100:.2f}{unit}"
     return Target(name, measured, f"≥ {bound:g}{unit}", None if value is None else value >= bound)
+
+
+def machine_rows(load: float) -> list[tuple[str, str]]:
+    """The setup rows every bench report starts with: when, what Python, which machine, how busy."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        ("date (UTC)", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")),
+        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("platform", f"{platform.system()} {platform.machine()}"),
+        ("CPUs (usable / total)", f"{affinity} / {os.cpu_count()}"),
+        ("load average before the run (1 min)", f"{load:.2f}"),
+    ]
 
 
 def median_run(runs: list[Throughput]) -> Throughput:
