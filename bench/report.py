@@ -200,7 +200,8 @@ def detail_lines(f: Figures) -> list[str]:
         lines += [
             f"**Latency** at {lv.offered_rate:,.0f} records/s offered ({lv.records:,} records, "
             f"`max_wait_ms: {f.max_wait_ms}`), Kafka timestamp → accepted at the API: "
-            f"p50 {lv.p50_ms:.0f} ms, p95 {lv.p95_ms:.0f} ms, p99 {lv.p99_ms:.0f} ms.",
+            # Whole milliseconds rounded up, as in the targets table.
+            f"p50 {math.ceil(lv.p50_ms)} ms, p95 {math.ceil(lv.p95_ms)} ms, p99 {math.ceil(lv.p99_ms)} ms.",
             "",
         ]
     if f.backlog is not None:

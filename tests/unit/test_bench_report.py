@@ -74,6 +74,7 @@ def test_the_page_has_the_targets_first_and_the_failures_as_notes() -> None:
     headings = [line for line in page.splitlines() if line.startswith("## ")]
     assert headings == ["## Targets", "## Throughput", "## Setup", "## How it is measured"]
     assert "p50 450 ms, p95 700 ms, p99 812 ms" in page
+    assert "p99 801 ms" in render(_figures(live=Latency(2000.0, 30_000, 450.0, 700.0, 800.2)), [], [])
     assert "250 MB during the outage, 280 MB over the whole run" in page
     assert page.rstrip().endswith("- `live` failed, not measured: boom")
 
