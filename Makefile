@@ -47,9 +47,9 @@ test-broker: $(STAMP) ## only the tests against the embedded Kafka-protocol brok
 chaos: $(STAMP) ## long fault-injection runs (kill -9 loops, API outages)
 	$(BIN)/python -m pytest -m slow -q
 
-bench: $(STAMP) ## benchmarks; figures are written to docs/
-	$(BIN)/python bench/bench_sandbox.py
-	$(BIN)/python bench/bench_pipeline.py
+bench: $(STAMP) ## benchmarks: the sandbox alone (docs/bench-sandbox.md), then the connector beside its references (docs/performance.md)
+	$(BIN)/python -m bench.bench_sandbox
+	$(BIN)/python -m bench.performance
 
 check-deploy: $(STAMP) ## offline checks of the Dockerfile, docker-compose.yml and the Helm chart
 	$(BIN)/python -m pytest tests/deploy -q

@@ -1,6 +1,6 @@
 """Throughput of the ingest sandbox: signed 500-record gaming-activity batches over keep-alive connections.
 
-Run from the repository root: `.venv/bin/python bench/bench_sandbox.py [--seconds 10] [--threads 4]`.
+Run from the repository root: `.venv/bin/python -m bench.bench_sandbox [--seconds 10] [--threads 4]`.
 The sandbox runs in a child process (rate limiting off) so that it does not share the interpreter lock
 with the client threads; the figures are therefore the sandbox's, not the client's. The result is
 printed and written to docs/bench-sandbox.md.
@@ -9,10 +9,8 @@ printed and written to docs/bench-sandbox.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import multiprocessing as mp
 import os
-import platform
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench.report import machine_rows
 from connector.devtools.sandbox.server import (
     DEMO_ACCOUNT_ID,
     DEMO_TOKEN,
@@ -168,13 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             f"inconsistent run: client counted {records} records, the sandbox {server_accepted}; {failures=}"
         )
         return 1
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rows = [
-        ("date (UTC)", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")),
-        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("platform", f"{platform.system()} {platform.machine()}"),
-        ("CPUs (usable / total)", f"{affinity} / {os.cpu_count()}"),
-        ("load average before the run (1 min)", f"{load_before:.2f}"),
+        *machine_rows(load_before),
         ("client threads", str(args.threads)),
         ("records per request", str(args.batch)),
         ("duration", f"{elapsed:.1f} s"),
