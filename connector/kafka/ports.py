@@ -71,7 +71,15 @@ class Record:
         return headers
 
     def _fields(self) -> tuple[object, ...]:
-        return (self.topic, self.partition, self.offset, self.key, self.value, self.headers, self.timestamp_ms)
+        return (
+            self.topic,
+            self.partition,
+            self.offset,
+            self.key,
+            self.value,
+            self.headers,
+            self.timestamp_ms,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
