@@ -152,10 +152,10 @@ class _Slot:
 class PooledIntake:
     """Transforms in worker processes: chunks per (topic, schema key), results applied in order."""
 
-    def __init__(self, pool: TransformPool, apply: Apply, chunk_records: int = CHUNK_RECORDS) -> None:
+    def __init__(self, pool: TransformPool, apply: Apply, chunk_records: int | None = None) -> None:
         self._pool = pool
         self._apply = apply
-        self._chunk_records = chunk_records
+        self._chunk_records = chunk_records or CHUNK_RECORDS
         self._lines: dict[TopicPartition, deque[_Slot]] = {}  # per partition, in offset order
         self._open: dict[tuple[str, int], tuple[TransformSpec, list[_Slot], list[bytes]]] = {}
         self._sent: dict[int, tuple[list[_Slot], list[int]]] = {}  # chunk id → slots, results left

@@ -31,6 +31,7 @@ from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route
 from connector.runtime.clock import FakeClock
+from connector.transform.factory import TransformFactory
 from connector.transform.framing import ValueFraming
 from connector.transform.spec import Poison, Transform, TransformSpec
 from connector.transform.workers import TransformPool
@@ -45,7 +46,11 @@ DEST = DestinationSettings(
 
 class JsonFraming:
     """Stands in for Avro framing in pipeline tests: the whole value is the payload, which
-    `json_transform` reads as JSON (b"poison" does not decode). One schema key, 0."""
+    `json_transform` reads as JSON (b"poison" does not decode). One schema key, 0. `schema` is
+    passed to the transforms as the spec's writer schema (test transforms read options there)."""
+
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
+        self.schema = schema or {}
 
     def frame(self, value: bytes | None) -> tuple[int, bytes]:
         if not value:
@@ -53,7 +58,7 @@ class JsonFraming:
         return 0, value
 
     def spec(self, schema_key: int, mapping: TopicMapping) -> TransformSpec:
-        return TransformSpec(mapping, {}, f"json (schema key {schema_key})")
+        return TransformSpec(mapping, self.schema, f"json (schema key {schema_key})")
 
 
 def json_transform(spec: TransformSpec) -> Transform:
@@ -94,6 +99,7 @@ class RegistryDownFraming(JsonFraming):
         clock: Callable[[], float] | None = None,
         needs_registry: Callable[[bytes | None], bool] = lambda value: True,
     ) -> None:
+        super().__init__()
         self.failures = failures
         self.clock = clock
         self.needs_registry = needs_registry
@@ -253,6 +259,7 @@ class Kit:
         commit_interval_s: float = 0.5,
         seed: int = 1,
         pool: TransformPool | None = None,
+        make: TransformFactory = json_transform,
     ) -> Pipeline:
         """`pool`: transforms in worker processes (started, e.g. by `start_pool`), else inline."""
         routes = {
@@ -278,7 +285,7 @@ class Kit:
             credentials_retry_s=(5.0, 60.0),
             rng=random.Random(seed),  # jittered retry waits, the same on every run
             pool=pool,
-            make=json_transform,
+            make=make,
         )
 
     def started(self, **kwargs: Any) -> Pipeline:
