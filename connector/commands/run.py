@@ -42,7 +42,7 @@ def run_connector(settings: Settings) -> int:
     try:
         connector = build_connector(settings)
     except WorkerPoolError as exc:
-        log.error("cannot start: the transform worker processes did not start", error=str(exc))
+        log.error("the transform worker processes did not start", error=str(exc))
         return 1
     server = None
     if settings.server.port:

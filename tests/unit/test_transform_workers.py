@@ -296,3 +296,52 @@ def test_stop_deadline_leaves_records_still_in_the_pool_uncommitted(
     again = kit.pipeline(member="m2")  # inline, after a restart: the rest is read again
     again.run(until=lambda q: kit.broker.committed("g", TP0) == 4)
     assert received_ids(kit)[-2:] == ["d2", "d3"]
+
+
+# ================================================================ wiring and readiness
+def _settings(tmp_path: Path, workers: int) -> Any:
+    from tests.support.e2e import bet_mapping, connector_doc, settings_of
+
+    doc = connector_doc(
+        bootstrap="127.0.0.1:1",
+        registry_url="http://127.0.0.1:1",
+        api_url="http://127.0.0.1:1/apigw/ingest",
+        group="g",
+        dlq_topic="dlq",
+        mappings=[bet_mapping("bets")],
+        workers=workers,
+    )
+    return settings_of(doc, tmp_path / "connector.yaml")
+
+
+def test_processing_workers_picks_inline_or_a_pool_of_that_size(tmp_path: Path) -> None:
+    from connector.pipeline.wiring import start_pool
+
+    assert start_pool(_settings(tmp_path, 1)) is None
+    pool = start_pool(_settings(tmp_path, 2))
+    assert pool is not None
+    try:
+        assert pool.size == 2 and all(pool.pids())
+    finally:
+        pool.close(1.0)
+
+
+def test_a_pool_that_cannot_start_stops_the_connector_with_one_log_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    import connector.commands.run as run_module
+    from connector.errors import WorkerPoolError
+
+    def fail(_settings: Any) -> Any:
+        raise WorkerPoolError("cannot start the transform worker processes: exit code 1")
+
+    monkeypatch.setattr(run_module, "build_connector", fail)
+    with capture_logs() as logs:
+        assert run_module.run_connector(_settings(tmp_path, 2)) == 1
+    errors = [entry for entry in logs if entry["log_level"] == "error"]
+    assert [entry["event"] for entry in errors] == [
+        "the transform worker processes did not start"
+    ]
+    assert "exit code 1" in errors[0]["error"]
