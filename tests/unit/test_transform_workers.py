@@ -341,7 +341,5 @@ def test_a_pool_that_cannot_start_stops_the_connector_with_one_log_line(
     with capture_logs() as logs:
         assert run_module.run_connector(_settings(tmp_path, 2)) == 1
     errors = [entry for entry in logs if entry["log_level"] == "error"]
-    assert [entry["event"] for entry in errors] == [
-        "the transform worker processes did not start"
-    ]
+    assert [entry["event"] for entry in errors] == ["the transform worker processes did not start"]
     assert "exit code 1" in errors[0]["error"]
