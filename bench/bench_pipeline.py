@@ -175,7 +175,14 @@ def _produce(bootstrap: str, registry_url: str, count: int, partitions: int, wor
 
 
 def _one_run(
-    ctx: Any, bootstrap: str, registry_url: str, count: int, latency_ms: int, run: int, workdir: Path
+    ctx: Any,
+    bootstrap: str,
+    registry_url: str,
+    count: int,
+    latency_ms: int,
+    run: int,
+    workdir: Path,
+    workers: str | None = None,
 ) -> dict[str, Any]:
     parent, child = ctx.Pipe()
     sandbox = ctx.Process(target=_serve_sandbox, args=(child, latency_ms), daemon=True)
@@ -183,6 +190,8 @@ def _one_run(
     try:
         api_url = parent.recv()
         doc = _config(bootstrap, registry_url, api_url, f"bench-run-{run}-{os.getpid()}")
+        if workers is not None:
+            doc["processing"] = {"workers": workers if workers == "auto" else int(workers)}
         source = str(workdir / f"run-{run}.yaml")
         c_parent, c_child = ctx.Pipe()
         worker = ctx.Process(target=_run_connector, args=(c_child, doc, source, count, 600.0))
@@ -287,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-doc", action="store_true", help="print only; leave docs/bench-pipeline.md alone"
     )
+    parser.add_argument("--workers", help="processing.workers: auto or 1..64 (default: the config's default)")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -302,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             for n, latency in enumerate(latencies, 1):
                 print(f"run {n}: API latency {latency} ms ...", flush=True)
                 result = _one_run(
-                    ctx, broker.bootstrap_servers, registry.url, args.count, latency, n, workdir
+                    ctx, broker.bootstrap_servers, registry.url, args.count, latency, n, workdir, args.workers
                 )
                 if (
                     result["exit_code"] != 0
