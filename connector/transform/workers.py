@@ -67,10 +67,8 @@ def pool_context() -> Context:
 
 def _serve(conn: Connection, make: TransformFactory) -> None:
     """A worker's life: build transforms on first sight of a key, run chunks, answer."""
-    # Ctrl-C (and a SIGTERM sent to the process group) reach the workers too: the consumer
-    # process decides when they stop, after its drain; without it they see their pipe close.
+    # Ctrl-C reaches the whole process group; the consumer process decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     transforms: dict[Hashable, Transform] = {}
     conn.send(_READY)
     while True:
