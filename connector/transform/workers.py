@@ -68,6 +68,7 @@ def pool_context() -> Context:
 def _serve(conn: Connection, make: TransformFactory) -> None:
     """A worker's life: build transforms on first sight of a key, run chunks, answer."""
     # Ctrl-C reaches the whole process group; the consumer process decides when workers stop.
+    # SIGTERM keeps its default: multiprocessing's exit handler ends stray daemon workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     transforms: dict[Hashable, Transform] = {}
     conn.send(_READY)
