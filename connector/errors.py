@@ -30,6 +30,7 @@ API, broker) and is retried, paused on or reported, never dead-lettered.
     │   ├── CommitError           the commit was not stored
     │   ├── FatalKafkaError       the client cannot continue
     │   └── DeliveryError         a produced record was not acknowledged
+    ├── WorkerPoolError           the transform worker processes cannot start or run: exit 1
     └── PipelineStopped           the loop unwinds after a fatal condition; the exit code says why
 
 Records the API refuses for their content (400/422 narrowed to the record) are not exceptions:
@@ -197,6 +198,11 @@ class FatalKafkaError(KafkaPortError):
 
 class DeliveryError(KafkaPortError):
     """A produced record was not acknowledged by the broker."""
+
+
+class WorkerPoolError(ConnectorError):
+    """The transform worker processes cannot start, or a transform failed in a way that is not a
+    record's fault (a bug): the connector stops."""
 
 
 class PipelineStopped(ConnectorError):

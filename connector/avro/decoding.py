@@ -27,10 +27,14 @@ __all__ = [
     "RawAvroDecoder",
     "ReadPlan",
     "RecordDecoder",
+    "confluent_writer_label",
     "encode_confluent",
     "encode_raw",
+    "raw_writer_label",
     "read_datum",
+    "reader_label",
     "split_confluent_frame",
+    "unusable_writer_schema",
 ]
 
 MAGIC_BYTE: Final = 0
@@ -111,10 +115,28 @@ def read_datum(plan: ReadPlan, value: bytes, offset: int) -> dict[str, Any]:
     return datum
 
 
+# How dead-letter reasons name schemas, e.g. `bet (schema id 7)`.
+def confluent_writer_label(writer_schema: Mapping[str, Any], schema_id: int) -> str:
+    return f"{schema_name(writer_schema)} (schema id {schema_id})"
+
+
+def raw_writer_label(writer_schema: Mapping[str, Any]) -> str:
+    return f"{schema_name(writer_schema)} (writer)"
+
+
+def reader_label(reader_schema: Mapping[str, Any] | None) -> str:
+    return "" if reader_schema is None else f"{schema_name(reader_schema)} (reader)"
+
+
+def unusable_writer_schema(label: str, error: InvalidSchemaError) -> DecodeError:
+    """The verdict on records whose registered writer schema fastavro cannot parse."""
+    return DecodeError(f"writer schema {label} is not usable: {error}")
+
+
 def _parse_reader(reader_schema: Mapping[str, Any] | None) -> tuple[Any, str]:
     if reader_schema is None:
         return None, ""
-    return parse(reader_schema), f"{schema_name(reader_schema)} (reader)"
+    return parse(reader_schema), reader_label(reader_schema)
 
 
 class ConfluentAvroDecoder:
@@ -152,13 +174,13 @@ class ConfluentAvroDecoder:
             # UnknownSchemaError and RegistryUnavailable propagate uncached: the registry client
             # decides when to ask again.
             writer_schema = self._registry.get_schema(schema_id)
-            label = f"{schema_name(writer_schema)} (schema id {schema_id})"
+            label = confluent_writer_label(writer_schema, schema_id)
             built: ReadPlan | DecodeError
             try:
                 built = ReadPlan(parse(writer_schema), label, self._reader, self._reader_label)
             except InvalidSchemaError as exc:
                 # The registry's copy never changes, so neither will this verdict.
-                built = DecodeError(f"writer schema {label} is not usable: {exc}")
+                built = unusable_writer_schema(label, exc)
             self._plans[schema_id] = built
             return built
 
@@ -169,10 +191,8 @@ class RawAvroDecoder:
     def __init__(
         self, writer_schema: Mapping[str, Any], reader_schema: Mapping[str, Any] | None = None
     ) -> None:
-        reader, reader_label = _parse_reader(reader_schema)
-        self._plan = ReadPlan(
-            parse(writer_schema), f"{schema_name(writer_schema)} (writer)", reader, reader_label
-        )
+        reader, label = _parse_reader(reader_schema)
+        self._plan = ReadPlan(parse(writer_schema), raw_writer_label(writer_schema), reader, label)
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
         if not value:

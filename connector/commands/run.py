@@ -9,6 +9,7 @@ from types import FrameType
 
 from connector import __version__
 from connector.config.settings import Settings
+from connector.errors import WorkerPoolError
 from connector.pipeline.wiring import build_connector
 from connector.runtime.logs import get_logger
 
@@ -38,7 +39,11 @@ def run_connector(settings: Settings) -> int:
         config=settings.source,
         topics=[m.topic for m in settings.mappings],
     )
-    connector = build_connector(settings)
+    try:
+        connector = build_connector(settings)
+    except WorkerPoolError as exc:
+        log.error("the transform worker processes did not start", error=str(exc))
+        return 1
     server = None
     if settings.server.port:
         server = HealthServer(

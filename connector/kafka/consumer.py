@@ -26,7 +26,7 @@ from connector.errors import CommitError, FatalKafkaError, KafkaPortError
 from connector.kafka._errors import describe, port_error
 from connector.kafka.admin import kafka_version
 from connector.kafka.config import redact_config
-from connector.kafka.ports import ConsumerPort, Header, RebalanceListener, Record, TopicPartition
+from connector.kafka.ports import ConsumerPort, RebalanceListener, Record, TopicPartition
 from connector.runtime.logs import get_logger
 
 
@@ -38,26 +38,29 @@ def to_ck(partitions: Iterable[TopicPartition]) -> list[ck.TopicPartition]:
     return [ck.TopicPartition(tp.topic, tp.partition) for tp in partitions]
 
 
-def to_record(message: ck.Message) -> Record:
+def to_record(message: ck.Message, tps: dict[tuple[str, int], TopicPartition] | None = None) -> Record:
+    """The port's record of a message. Its headers stay in the message until someone reads them.
+    `tps`: the consumer's shared TopicPartitions (the pipeline keys everything on them)."""
     topic = message.topic()
     partition = message.partition()
     offset = message.offset()
     if topic is None or partition is None or offset is None:
         raise KafkaPortError("librdkafka returned a message without a position")
-    raw_headers = message.headers() or []
-    headers: tuple[Header, ...] = tuple(
-        (name, value.encode() if isinstance(value, str) else value)
-        for name, value in (raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)
-    )
+    tp = None
+    if tps is not None:
+        tp = tps.get((topic, partition))
+        if tp is None:
+            tp = tps[(topic, partition)] = TopicPartition(topic, partition)
     timestamp_type, timestamp = message.timestamp()
     return Record(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=message.key(),
-        value=message.value(),
-        headers=headers,
-        timestamp_ms=None if timestamp_type == ck.TIMESTAMP_NOT_AVAILABLE else timestamp,
+        topic,
+        partition,
+        offset,
+        message.key(),
+        message.value(),
+        message.headers,
+        None if timestamp_type == ck.TIMESTAMP_NOT_AVAILABLE else timestamp,
+        tp,
     )
 
 
@@ -120,6 +123,7 @@ class KafkaConsumer:
             raise port_error(exc, "cannot create the kafka consumer") from exc
         self._listener: RebalanceListener | None = None
         self._lost_now: set[TopicPartition] = set()
+        self._tps: dict[tuple[str, int], TopicPartition] = {}
         self._closing = False
         self._closed = False
 
@@ -164,7 +168,7 @@ class KafkaConsumer:
         for message in messages:
             error = message.error()
             if error is None:
-                records.append(to_record(message))
+                records.append(to_record(message, self._tps))
             elif error.fatal():
                 raise FatalKafkaError(f"kafka consumer failed: {describe(error)}")
             else:

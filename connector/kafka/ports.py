@@ -8,8 +8,7 @@ backpressure logic is tested deterministically; tests/contract checks that both 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeAlias
 
 from connector.errors import DeliveryError
 
@@ -24,21 +23,78 @@ class TopicPartition(NamedTuple):
         return f"{self.topic}[{self.partition}]"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed Kafka record; its position travels with it all the way to the commit."""
+_RawHeaderList: TypeAlias = Iterable[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
+RawHeaders: TypeAlias = Callable[[], _RawHeaderList]
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...] = ()
-    timestamp_ms: int | None = None
+
+def _convert_headers(raw: _RawHeaderList) -> tuple[Header, ...]:
+    pairs = raw.items() if isinstance(raw, Mapping) else raw or ()
+    return tuple((name, value.encode() if isinstance(value, str) else value) for name, value in pairs)
+
+
+class Record:
+    """One consumed Kafka record; its position travels with it all the way to the commit.
+
+    A plain slots class, not a dataclass: one is built per consumed message, on the hot path.
+    `tp` is the partition's one shared `TopicPartition` when the consumer passes it. `headers` may
+    be given as a callable returning the client's raw headers: they are converted on first read,
+    which for most records (those never dead-lettered) is never.
+    """
+
+    __slots__ = ("_headers", "key", "offset", "partition", "timestamp_ms", "topic", "tp", "value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: tuple[Header, ...] | RawHeaders = (),
+        timestamp_ms: int | None = None,
+        tp: TopicPartition | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self._headers = headers
+        self.timestamp_ms = timestamp_ms
+        self.tp = tp if tp is not None else TopicPartition(topic, partition)
 
     @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
+    def headers(self) -> tuple[Header, ...]:
+        headers = self._headers
+        if not isinstance(headers, tuple):
+            headers = self._headers = _convert_headers(headers())
+        return headers
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.topic,
+            self.partition,
+            self.offset,
+            self.key,
+            self.value,
+            self.headers,
+            self.timestamp_ms,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Record(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+            f"key={self.key!r}, value={self.value!r}, headers={self.headers!r}, "
+            f"timestamp_ms={self.timestamp_ms})"
+        )
 
 
 class RebalanceListener(Protocol):

@@ -90,16 +90,15 @@ class DeadLetterPath:
         self,
         record: Record,
         stage: Stage,
-        exc: BaseException,
+        error_class: str,
+        message: str,
         endpoint: str | None,
         *,
-        error_class: str | None = None,
         http_status: int | None = None,
         http_response: str | None = None,
         trace_id: str | None = None,
     ) -> None:
-        message = str(exc) or type(exc).__name__
-        cls = error_class or type(exc).__name__
+        message = message or error_class
         log.warning(
             "dead-lettering record",
             stage=stage.value,
@@ -122,7 +121,7 @@ class DeadLetterPath:
                 self._writer.write(
                     record,
                     stage,
-                    cls,
+                    error_class,
                     message,
                     on_done,
                     endpoint=endpoint,

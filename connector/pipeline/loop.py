@@ -2,10 +2,13 @@
 
 Threading: one thread (the caller's) owns the consumer, the dead-letter producer, the offset
 tracker and every data structure here; rebalance callbacks also run on it, inside `consume`.
-Only the HTTP uploads run on worker threads, and they report back through a queue. Nothing is
-shared without going through that queue, so there are no locks on the hot path.
+Only the HTTP uploads run on worker threads, and they report back through a queue; with
+`processing.workers` > 1 the transforms run in worker processes, fed by one thread that reports
+back through a queue too. Nothing is shared without going through a queue, so there are no
+locks on the hot path.
 
-The parts: `prepare` (record → JSON body or poison), `Dispatcher` (batches, uploads, their
+The parts: `frame` and the intake (record → JSON body or poison, inline or in worker processes,
+results in partition order), `Dispatcher` (batches, uploads, their
 outcomes), `PauseBook` and `Backpressure` (who is paused, and why), `RegistryStalls` (records
 waiting for the schema registry), `DeadLetterPath` (poison and the breaker), `OffsetTracker` (what
 may be committed). This module decides what happens when.
@@ -36,7 +39,7 @@ from connector.pipeline.batching import Batch
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
 from connector.pipeline.dispatch import Dispatcher, Uploader
-from connector.pipeline.intake import Poison, Route, prepare
+from connector.pipeline.intake import InlineIntake, Intake, PooledIntake, Route, frame
 from connector.pipeline.lag import ConsumerLag
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.pauses import Backpressure, PauseBook
@@ -44,6 +47,9 @@ from connector.pipeline.stalls import RegistryStalls
 from connector.runtime.health import Health, Reason
 from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
+from connector.transform.factory import TransformFactory, make_transform
+from connector.transform.spec import Poison
+from connector.transform.workers import TransformPool
 
 __all__ = ["Pipeline", "PipelineStopped", "Route", "Uploader"]
 
@@ -52,6 +58,8 @@ log = get_logger(__name__)
 POLL_RECORDS = 500
 POLL_TIMEOUT_S = 0.2
 COMMIT_INTERVAL_S = 1.0
+TRANSFORM_POLL_S = 0.01  # the longest consume() may block while transforms are out
+POOL_CLOSE_S = 2.0
 # Retry schedules, (first wait, cap) in seconds, jittered by Backoff.equal_jitter.
 CREDENTIALS_RETRY_S = (5.0, 60.0)  # probes while the API refuses our credentials
 REGISTRY_RETRY_S = (1.0, 30.0)
@@ -81,7 +89,11 @@ class Pipeline:
         lanes: Mapping[str, int] | None = None,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
+        pool: TransformPool | None = None,
+        make: TransformFactory = make_transform,
     ) -> None:
+        """`pool`: started worker processes to run transforms in (the pipeline closes it); None:
+        inline, each transform built by `make`."""
         self._consumer = consumer
         self._uploaders = uploaders
         self._routes = routes
@@ -117,6 +129,9 @@ class Pipeline:
             self.health,
             on_written=self._dead_lettered,
             on_tripped=lambda: self._pauses.pause_all(Reason.BREAKER),
+        )
+        self._intake: Intake = (
+            InlineIntake(self._apply, make) if pool is None else PooledIntake(pool, self._apply)
         )
         self._last_commit = clock()
         self._stop = threading.Event()
@@ -156,11 +171,15 @@ class Pipeline:
     def step(self) -> None:
         """One turn of the loop: fetch, process, send, settle, commit."""
         self.health.beat()
-        records = self._consumer.consume(POLL_RECORDS, self._dispatcher.poll_timeout(POLL_TIMEOUT_S))
+        timeout = self._dispatcher.poll_timeout(POLL_TIMEOUT_S)
+        if self._intake.busy:
+            timeout = min(timeout, TRANSFORM_POLL_S)
+        records = self._consumer.consume(POLL_RECORDS, timeout)
         self._pauses.apply_deferred()
         for record in records:
             self._accept(record)
         if records:
+            self._intake.flush()
             # One metric update per topic and poll, not per record (the hot path).
             for topic, count in Counter(r.topic for r in records).items():
                 self.metrics.records_consumed.labels(topic).inc(count)
@@ -217,27 +236,37 @@ class Pipeline:
         self._process(record)
 
     def _process(self, record: Record) -> bool:
-        """Decode, map, validate, batch. False when the registry is unreachable (record not taken)."""
+        """Frame, find the writer schema, hand to the intake. False when the registry is
+        unreachable (record not taken)."""
         route = self._routes[record.topic]
-        mapping = route.mapping
         try:
-            prepared = prepare(route, record)
+            framed = frame(route, record)
         except RegistryUnavailable as exc:
             self._stalls.stall(record, str(exc))
             return False
-        if isinstance(prepared, Poison):
+        if isinstance(framed, Poison):
+            self._intake.reject(record, route, framed)
+        else:
+            self._intake.submit(record, route, *framed)
+        return True
+
+    def _apply(self, record: Record, route: Route, result: bytes | Poison) -> None:
+        """A record's transform result, in offset order within its partition: batch or dead-letter."""
+        mapping = route.mapping
+        if isinstance(result, Poison):
             self._dead_letters.send(
-                record, prepared.stage, prepared.error, mapping.endpoint, error_class=prepared.error_class
+                record, result.stage, result.error_class, result.message, mapping.endpoint
             )
         else:
-            self._dispatcher.add(record, mapping.destination, mapping.endpoint, prepared)
-        return True
+            self._dispatcher.add(record, mapping.destination, mapping.endpoint, result)
 
     # ------------------------------------------------------------------ the service loop
     def _service(self) -> None:
         now = self._clock()
-        self._dispatcher.seal_due(now)
         self._stalls.retry(now, self._process)
+        self._intake.flush()
+        self._intake.collect()
+        self._dispatcher.seal_due(now)
         self._dispatcher.probe_refused(now)
         self._dead_letters.retry_due(now)
         self._dispatcher.dispatch()
@@ -264,9 +293,9 @@ class Pipeline:
                 self._dead_letters.send(
                     item.record,
                     Stage.UPLOAD,
-                    IngestError(rejection.message),
+                    "IngestRejected",
+                    str(IngestError(rejection.message)),
                     endpoint,
-                    error_class="IngestRejected",
                     http_status=rejection.status,
                     http_response=rejection.response,
                     trace_id=batch.trace_id,
@@ -313,6 +342,7 @@ class Pipeline:
             self._stalls.drop(tp)
             self._load.remove(*self._tracker.drop(tp))
         self._pauses.forget(gone)
+        self._intake.drop_partitions(gone)
         self._dispatcher.drop_partitions(gone)
         self._lag.forget(gone)
 
@@ -331,6 +361,8 @@ class Pipeline:
             if self._clock() >= deadline:
                 return False
             now = self._clock()
+            if self._intake.collect():
+                self._dispatcher.seal_all()  # the drain sends what came back without waiting
             self._dispatcher.probe_refused(now)
             self._dead_letters.retry_due(now)
             self._dispatcher.dispatch()
@@ -364,6 +396,8 @@ class Pipeline:
         finally:
             for uploader in self._uploaders.values():
                 uploader.cancel()
+            # Results not back by now are lost with the workers: their records stay uncommitted.
+            self._intake.close(POOL_CLOSE_S)
             try:
                 self._settle_quietly()
                 self._commit(None)

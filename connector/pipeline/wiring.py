@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.avro.decoding import ConfluentAvroDecoder, RawAvroDecoder, RecordDecoder
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema
 from connector.config.settings import MappingSettings, Settings
@@ -19,9 +18,12 @@ from connector.kafka.ports import ConsumerPort, ProducerPort
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route, Uploader
+from connector.runtime.cpus import resolve_workers
 from connector.runtime.health import Health
 from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
+from connector.transform.framing import ConfluentFraming, RawAvroFraming, ValueFraming
+from connector.transform.workers import TransformPool
 
 log = get_logger(__name__)
 
@@ -30,26 +32,26 @@ def schema_dirs(settings: Settings) -> list[Path]:
     return [Path(settings.source).resolve().parent, Path.cwd()]
 
 
-def build_decoder(
+def build_framing(
     m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None
-) -> RecordDecoder:
+) -> ValueFraming:
     try:
-        reader = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
+        schema = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
+        if m.format == "avro":
+            assert schema is not None  # config requires a schema for raw Avro
+            return RawAvroFraming(schema)
     except ValueError as exc:  # SchemaFileError, InvalidSchemaError: the user's file, a config problem
         index = settings.mappings.index(m)
         raise ConfigError([f"{settings.source}: mappings[{index}].schema: {exc}"]) from None
-    if m.format == "avro":
-        assert reader is not None  # config requires a schema for raw Avro
-        return RawAvroDecoder(reader)
     assert registry is not None  # config requires schema_registry for confluent-avro
-    return ConfluentAvroDecoder(registry, reader)
+    return ConfluentFraming(registry, schema)
 
 
 def build_routes(settings: Settings, registry: SchemaRegistryClient | None) -> dict[str, Route]:
     return {
         m.topic: Route(
             TopicMapping.from_settings(m, settings.destination(m.destination)),
-            build_decoder(m, settings, registry),
+            build_framing(m, settings, registry),
         )
         for m in settings.mappings
     }
@@ -147,6 +149,9 @@ def build_connector(
     # on the network, so the executor shutdown does not wait out a request timeout.
     closers.extend(c.close for c in clients.values())
     assert settings.dead_letter is not None
+    pool = start_pool(settings)
+    if pool is not None:
+        closers.append(lambda: pool.close(0.0))  # the pipeline closes it; this is for a failed start
     pipeline = Pipeline(
         consumer,
         DeadLetterWriter(producer, settings.dead_letter.topic),
@@ -161,8 +166,20 @@ def build_connector(
         metrics=metrics,
         health=health,
         lanes={name: settings.destination(name).max_concurrency for name in uploaders},
+        pool=pool,
     )
     return Connector(pipeline, health, metrics, closers)
+
+
+def start_pool(settings: Settings) -> TransformPool | None:
+    """The transform worker processes `processing.workers` asks for; None: transforms run inline.
+    Raises WorkerPoolError when they cannot start."""
+    count = resolve_workers(settings.processing.workers)
+    if count <= 1:
+        return None
+    pool = TransformPool(count).start()
+    log.info("transform workers started", workers=count)
+    return pool
 
 
 def _track_readiness(metrics: Metrics, health: Health, reason: str, active: bool) -> None:

@@ -104,8 +104,10 @@ def connector_doc(
     max_backoff_ms: int = 2000,
     max_concurrency: int = 8,
     server_port: int = 0,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """A complete `run` configuration with the consumer timeouts Tansu's coordinator needs."""
+    """A complete `run` configuration with the consumer timeouts Tansu's coordinator needs.
+    `workers`: `processing.workers` (1, inline, unless a test is about worker processes)."""
     doc: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -127,6 +129,7 @@ def connector_doc(
         "dead_letter": {"topic": dlq_topic},
         "server": {"port": server_port, "host": "127.0.0.1"},
         "shutdown_timeout_s": shutdown_timeout_s,
+        "processing": {"workers": workers},
         "mappings": [dict(m) for m in mappings],
     }
     if max_in_flight_records is not None:
@@ -660,6 +663,7 @@ def run_kill_loop(
     max_in_flight_records: int = 1000,
     shutdown_timeout_s: float = 15.0,
     timeout_s: float = 120.0,
+    workers: int = 1,
 ) -> KillLoopReport:
     """Produce `records` bets, then start the connector and stop it `interruptions` times mid-stream
     (SIGKILL; every `sigterm_every`-th one SIGTERM), each when the API has accepted a seeded random
@@ -688,6 +692,7 @@ def run_kill_loop(
         mappings=[bet_mapping(topic)],
         max_in_flight_records=max_in_flight_records,
         shutdown_timeout_s=shutdown_timeout_s,
+        workers=workers,
     )
     config = write_config(workdir, doc)
     done: list[Interruption] = []

@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connector.avro.decoding import RecordDecoder
 from connector.config.settings import (
     BackpressureSettings,
     BatchingSettings,
@@ -20,9 +19,11 @@ from connector.config.settings import (
     DestinationSettings,
     MappingSettings,
 )
-from connector.errors import DecodeError, RegistryUnavailable, UploadCancelled
+from connector.errors import DecodeError, RecordError, RegistryUnavailable, Stage, UploadCancelled
 from connector.ingest.client import Rejection, UploadResult
+from connector.ingest.fastjson import dumps_bytes as fast_dumps
 from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.validation import format_errors, validate_record
 from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.memory.clients import InMemoryConsumer
 from connector.kafka.ports import Record, TopicPartition
@@ -30,6 +31,10 @@ from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route
 from connector.runtime.clock import FakeClock
+from connector.transform.factory import TransformFactory
+from connector.transform.framing import ValueFraming
+from connector.transform.spec import Poison, Transform, TransformSpec
+from connector.transform.workers import TransformPool
 
 DEST = DestinationSettings(
     base_url="http://api.invalid/apigw/ingest",
@@ -39,26 +44,54 @@ DEST = DestinationSettings(
 )
 
 
-class JsonDecoder:
-    """Stands in for Avro in pipeline tests: the value is JSON; b"poison" does not decode."""
+class JsonFraming:
+    """Stands in for Avro framing in pipeline tests: the whole value is the payload, which
+    `json_transform` reads as JSON (b"poison" does not decode). One schema key, 0. `schema` is
+    passed to the transforms as the spec's writer schema (test transforms read options there)."""
 
-    def decode(self, value: bytes | None) -> dict[str, Any]:
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
+        self.schema = schema or {}
+
+    def frame(self, value: bytes | None) -> tuple[int, bytes]:
         if not value:
             raise DecodeError("empty value")
+        return 0, value
+
+    def spec(self, schema_key: int, mapping: TopicMapping) -> TransformSpec:
+        return TransformSpec(mapping, self.schema, f"json (schema key {schema_key})")
+
+
+def json_transform(spec: TransformSpec) -> Transform:
+    """The reference transform's steps with JSON instead of Avro (module level: workers import it)."""
+    mapping = spec.mapping
+
+    def transform(payload: bytes) -> bytes | Poison:
         try:
-            out = json.loads(value)
-        except ValueError as exc:
-            raise DecodeError(f"not JSON: {exc}") from None
-        if not isinstance(out, dict):
-            raise DecodeError("not an object")
-        return out
+            try:
+                decoded = json.loads(payload)
+            except ValueError as exc:
+                raise DecodeError(f"not JSON: {exc}") from None
+            if not isinstance(decoded, dict):
+                raise DecodeError("not an object")
+            record = mapping.map(decoded)
+            errors = validate_record(mapping.endpoint, record)
+            if errors:
+                return Poison(Stage.VALIDATE, "ValidationError", format_errors(errors))
+            return fast_dumps(record)
+        except RecordError as exc:
+            return Poison(exc.stage, type(exc).__name__, str(exc))
+        except TypeError as exc:  # a mapped value JSON has no form for
+            return Poison(Stage.MAP, type(exc).__name__, str(exc))
+
+    return transform
 
 
-class RegistryDownDecoder(JsonDecoder):
-    """A JsonDecoder whose schema registry is unreachable for its first `failures` lookups.
+class RegistryDownFraming(JsonFraming):
+    """A JsonFraming whose schema registry is unreachable for its first `failures` lookups.
 
-    `needs_registry` picks the values whose schema is not cached (default: all of them); the
-    others decode even while the registry is down, as with a real decoder's schema cache."""
+    `needs_registry` picks the values written with a schema not looked up yet (schema key 1;
+    default: all of them); the others (key 0) go through even while the registry is down, as
+    with a real registry client's cache."""
 
     def __init__(
         self,
@@ -66,19 +99,24 @@ class RegistryDownDecoder(JsonDecoder):
         clock: Callable[[], float] | None = None,
         needs_registry: Callable[[bytes | None], bool] = lambda value: True,
     ) -> None:
+        super().__init__()
         self.failures = failures
         self.clock = clock
         self.needs_registry = needs_registry
         self.calls = 0
         self.failed_at: list[float] = []  # clock time of each refused call
 
-    def decode(self, value: bytes | None) -> dict[str, Any]:
+    def frame(self, value: bytes | None) -> tuple[int, bytes]:
+        _, payload = super().frame(value)
+        return (1 if self.needs_registry(value) else 0), payload
+
+    def spec(self, schema_key: int, mapping: TopicMapping) -> TransformSpec:
         self.calls += 1
-        if self.failures > 0 and self.needs_registry(value):
+        if self.failures > 0 and schema_key == 1:
             self.failures -= 1
             self.failed_at.append(self.clock() if self.clock else float(self.calls))
             raise RegistryUnavailable("registry answered 503", status=503)
-        return super().decode(value)
+        return super().spec(schema_key, mapping)
 
 
 class InlineExecutor(Executor):
@@ -221,12 +259,15 @@ class Kit:
         max_ratio: float = 0.5,
         shutdown_timeout_s: float = 5.0,
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
-        decoder: RecordDecoder | None = None,
+        framing: ValueFraming | None = None,
         commit_interval_s: float = 0.5,
         seed: int = 1,
+        pool: TransformPool | None = None,
+        make: TransformFactory = json_transform,
     ) -> Pipeline:
+        """`pool`: transforms in worker processes (started, e.g. by `start_pool`), else inline."""
         routes = {
-            m.topic: Route(TopicMapping.from_settings(m, DEST), decoder or JsonDecoder()) for m in mappings
+            m.topic: Route(TopicMapping.from_settings(m, DEST), framing or JsonFraming()) for m in mappings
         }
         consumer = self.broker.consumer("g", member_id=member)
         self.consumers[member] = consumer
@@ -248,6 +289,8 @@ class Kit:
             credentials_retry_s=(5.0, 60.0),
             rng=random.Random(seed),  # jittered retry waits, the same on every run
             wall_clock=self.clock.now,  # the in-memory broker stamps records with the same clock
+            pool=pool,
+            make=make,
         )
 
     def started(self, **kwargs: Any) -> Pipeline:

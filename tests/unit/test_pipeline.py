@@ -35,7 +35,7 @@ from tests.support.pipeline_kit import (
     EPOCH,
     ClockRanAway,
     Kit,
-    RegistryDownDecoder,
+    RegistryDownFraming,
     deposit,
     make_kit,
 )
@@ -794,17 +794,17 @@ def test_partitions_assigned_while_paused_are_paused_too() -> None:
 NEW_SCHEMA = b'"schema":"v2"'
 
 
-def _registry_outage(failures: int) -> tuple[Kit, Pipeline, RegistryDownDecoder]:
+def _registry_outage(failures: int) -> tuple[Kit, Pipeline, RegistryDownFraming]:
     kit = make_kit(partitions=2)
-    decoder = RegistryDownDecoder(failures, kit.clock.now, needs_registry=lambda v: NEW_SCHEMA in (v or b""))
+    framing = RegistryDownFraming(failures, kit.clock.now, needs_registry=lambda v: NEW_SCHEMA in (v or b""))
     produce(kit, [deposit(i, schema="v2") for i in range(5)], partition=0)
     produce(kit, deposits(range(100, 105)), partition=1)
-    p = kit.started(decoder=decoder)
-    return kit, p, decoder
+    p = kit.started(framing=framing)
+    return kit, p, framing
 
 
 def test_registry_outage_stalls_only_its_partition_in_order_without_dead_letters() -> None:
-    kit, p, decoder = _registry_outage(failures=3)
+    kit, p, framing = _registry_outage(failures=3)
 
     p.step()
     assert kit.paused() == {TP0}
@@ -815,7 +815,7 @@ def test_registry_outage_stalls_only_its_partition_in_order_without_dead_letters
     assert kit.dlq() == []
 
     step_until(lambda: committed(kit, TP0) == 5, p)
-    assert decoder.failures == 0
+    assert framing.failures == 0
     assert received(kit)[5:] == ids(range(5))  # in offset order behind the stalled record
     assert kit.paused() == set()
     assert "registry" not in p.health.reasons()
@@ -823,9 +823,9 @@ def test_registry_outage_stalls_only_its_partition_in_order_without_dead_letters
 
 
 def test_registry_retries_back_off() -> None:
-    kit, p, decoder = _registry_outage(failures=4)
+    kit, p, framing = _registry_outage(failures=4)
     step_until(lambda: committed(kit, TP0) == 5, p)
-    gaps = [b - a for a, b in zip(decoder.failed_at, decoder.failed_at[1:], strict=False)]
+    gaps = [b - a for a, b in zip(framing.failed_at, framing.failed_at[1:], strict=False)]
     assert len(gaps) == 3
     assert_backs_off(gaps, 1.0, 30.0, slack=0.25)  # ceilings 1, 2, 4
 
