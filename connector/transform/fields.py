@@ -75,8 +75,8 @@ def map_fields(steps: tuple[PlanStep, ...], shapes: TopShapes, src: Source, inde
     for step in steps:
         name = literal(step.name)
         if step.path is None:
-            value = src.bind("fixed", step.value)
-            src.add(indent, f"out[{name}] = deepcopy({value})" if step.copy else f"out[{name}] = {value}")
+            fixed = src.bind("fixed", step.value)
+            src.add(indent, f"out[{name}] = deepcopy({fixed})" if step.copy else f"out[{name}] = {fixed}")
             fields.append(FieldCode(step.name, step.kind, Value.ANY, fixed=step.value))
             continue
         walk = shapes.walk(step.path)

@@ -101,8 +101,9 @@ class _Types:
         base = node.get("type")
         if "logicalType" in node:
             logical = node["logicalType"]
-            known = isinstance(base, str) and isinstance(logical, str)
-            kind = _LOGICAL.get((base, logical)) if known else None
+            kind = (
+                _LOGICAL.get((base, logical)) if isinstance(base, str) and isinstance(logical, str) else None
+            )
             if kind is Kind.DECIMAL:
                 return _decimal(node)
             return _OTHER if kind is None else Shape(kind)
@@ -172,7 +173,11 @@ class TopShapes:
         for item in reader.get("fields", ()):
             name, node = item["name"], item["type"]
             writer_node = top.fields.get(name)
-            same = writer_node is not None and not item.get("aliases") and self._same(writer_node, reader_types, node)
+            same = (
+                writer_node is not None
+                and not item.get("aliases")
+                and self._same(writer_node, reader_types, node)
+            )
             # A type the two schemas disagree on goes through resolution: its value is whatever
             # fastavro makes of it (a default, a promotion), so only the general path may take it.
             self.fields[name] = self._writer.shape(writer_node) if same else _OTHER
