@@ -19,14 +19,15 @@ from typing import Any, Final
 
 from connector.avro.decoding import ReadPlan, read_datum
 from connector.avro.schemas import parse
-from connector.errors import RecordError, Stage
+from connector.errors import DecodeError, RecordError, Stage
 from connector.ingest.validation import format_errors
 from connector.transform.checks import emit_checks
 from connector.transform.fields import FIELD_NAMES, map_fields
+from connector.transform.rawdecimal import Inexact, decimal_number, raw_decimals, strip_decimals
 from connector.transform.reference import build_reference
 from connector.transform.serialize import SERIALIZE_NAMES, emit_serialize
 from connector.transform.shapes import TopShapes
-from connector.transform.source import Source
+from connector.transform.source import Source, literal
 from connector.transform.spec import Poison, Transform, TransformSpec
 
 __all__ = ["compile_transform", "transform_source"]
@@ -34,6 +35,9 @@ __all__ = ["compile_transform", "transform_source"]
 _NAMES: Final[dict[str, Any]] = {
     **FIELD_NAMES,
     **SERIALIZE_NAMES,
+    "decimal_number": decimal_number,
+    "Inexact": Inexact,
+    "DecodeError": DecodeError,
     "read_datum": read_datum,
     "format_errors": format_errors,
     "Poison": Poison,
@@ -72,11 +76,15 @@ def transform_source(spec: TransformSpec) -> str:
 
 def _generate(spec: TransformSpec, plan: ReadPlan, shapes: TopShapes) -> Source:
     src = Source(_NAMES)
-    read_plan = src.bind("plan", plan)
+    steps = spec.mapping.steps()
+    raw = raw_decimals(spec.writer_schema, steps, shapes) if plan.reader is None else {}
+    if raw:
+        _read_raw(spec, plan, raw, shapes, src)
     src.add(1, "try:")
-    src.add(2, f"r = read_datum({read_plan}, payload, 0)")
+    if not raw:
+        src.add(2, f"r = read_datum({src.bind('plan', plan)}, payload, 0)")
     src.add(2, "out = {}")
-    fields = map_fields(spec.mapping.steps(), shapes, src, 2)
+    fields = map_fields(steps, shapes, src, 2)
     start = len(src.lines)
     src.add(2, "errors = []")
     if emit_checks(spec.mapping.endpoint, fields, src, 2):
@@ -90,3 +98,23 @@ def _generate(spec: TransformSpec, plan: ReadPlan, shapes: TopShapes) -> Source:
     src.add(1, "except TypeError as exc:  # a mapped value JSON has no form for")
     src.add(2, "return Poison(MAP, type(exc).__name__, str(exc))")
     return src
+
+
+def _read_raw(
+    spec: TransformSpec, plan: ReadPlan, raw: dict[str, tuple[int, int]], shapes: TopShapes, src: Source
+) -> None:
+    """Emit the read with decimals as bytes, converted at once; anything unusual → the reference."""
+    stripped = parse(strip_decimals(spec.writer_schema, raw, shapes))
+    raw_plan = ReadPlan(stripped, plan.writer_label, None, "")
+    src.add(1, "try:")
+    src.add(2, f"r = read_datum({src.bind('plan', raw_plan)}, payload, 0)")
+    for name, (limit, unit) in raw.items():
+        key, value = literal(name), src.local()
+        call = f"decimal_number({value}, {src.bind('limit', limit)}, {src.bind('unit', unit)})"
+        src.add(2, f"{value} = r[{key}]")
+        if shapes.fields[name].nullable:
+            src.add(2, f"if {value} is not None: r[{key}] = {call}")
+        else:
+            src.add(2, f"r[{key}] = {call}")
+    src.add(1, "except (DecodeError, Inexact):")
+    src.add(2, f"return {src.bind('reference', build_reference(spec))}(payload)")

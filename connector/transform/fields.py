@@ -131,6 +131,8 @@ def _convert(walk: Walk, step: PlanStep, var: str, src: Source, indent: int) -> 
         target = src.bind("kind", step.kind)
         src.add(indent, f"if not -INF < {var} < INF: {var} = to_json_value({var}, {target}, {name})")
         return Value.FLOAT
+    if kind is Kind.JSON_NUMBER:
+        return Value.NUMBER
     if kind is Kind.DECIMAL:
         src.add(indent, f"{var} = decimal_to_json({var}, {name})")
         return Value.NUMBER if walk.leaf.digits <= _FINITE_DIGITS else Value.BIG_NUMBER

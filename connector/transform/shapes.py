@@ -33,6 +33,7 @@ class Kind(enum.Enum):
     MAP = "map"  # dict
     NULL = "null"  # always None
     OTHER = "other"  # anything: handled by the general-purpose code
+    JSON_NUMBER = "json-number"  # a decimal already converted (connector.transform.rawdecimal)
 
 
 # fastavro converts these (base type, logicalType) pairs; other logical types on these bases
