@@ -77,9 +77,16 @@ def strip_decimals(
     stripped = copy.deepcopy(dict(writer))
     for field in stripped["fields"]:
         if field["name"] in names:
-            node = _decimal_node(field["type"])
-            assert node is not None
-            del node["logicalType"]
+            # Rebuilt, not edited: a schema built in Python may share one type dict between fields.
+            field["type"] = _without_decimal(field["type"])
             nullable = shapes.fields[field["name"]].nullable
             shapes.fields[field["name"]] = Shape(Kind.JSON_NUMBER, nullable=nullable)
     return stripped
+
+
+def _without_decimal(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_decimal(branch) for branch in node]
+    if isinstance(node, dict) and node.get("logicalType") == "decimal":
+        return {key: value for key, value in node.items() if key != "logicalType"}
+    return node
