@@ -23,7 +23,7 @@ from connector.errors import DecodeError, RecordError, Stage
 from connector.ingest.validation import format_errors
 from connector.transform.checks import emit_checks
 from connector.transform.fields import FIELD_NAMES, map_fields
-from connector.transform.rawdecimal import Inexact, decimal_number, raw_decimals, strip_decimals
+from connector.transform.rawdecimal import decimal_number, raw_decimals, strip_decimals
 from connector.transform.reference import build_reference
 from connector.transform.serialize import SERIALIZE_NAMES, emit_serialize
 from connector.transform.shapes import TopShapes
@@ -36,7 +36,7 @@ _NAMES: Final[dict[str, Any]] = {
     **FIELD_NAMES,
     **SERIALIZE_NAMES,
     "decimal_number": decimal_number,
-    "Inexact": Inexact,
+    "ValueError": ValueError,
     "DecodeError": DecodeError,
     "read_datum": read_datum,
     "format_errors": format_errors,
@@ -116,5 +116,5 @@ def _read_raw(
             src.add(2, f"if {value} is not None: r[{key}] = {call}")
         else:
             src.add(2, f"r[{key}] = {call}")
-    src.add(1, "except (DecodeError, Inexact):")
+    src.add(1, "except (DecodeError, ValueError):  # ValueError: a decimal fastavro would round")
     src.add(2, f"return {src.bind('reference', build_reference(spec))}(payload)")

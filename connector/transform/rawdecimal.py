@@ -5,7 +5,7 @@ which costs more than reading several other fields, and the mapping then turns i
 a float. For a top-level decimal the transform reads directly, we have fastavro read the bytes
 instead (the field's logicalType removed from the writer schema) and compute the same number from
 the unscaled integer. That is exact only while the unscaled value fits the declared precision
-(then fastavro rounds nothing); otherwise `decimal_number` raises `Inexact` and the transform
+(then fastavro rounds nothing); otherwise `decimal_number` raises ValueError and the transform
 hands the payload to the reference, as it does for any payload the raw read refuses: the
 reference then gives the record's real result (a DecodeError reason names the first problem in
 reading order, which the raw read may not have reached).
@@ -20,15 +20,11 @@ from typing import Any, Final
 from connector.mapping.compiled import PlanStep
 from connector.transform.shapes import Kind, Shape, TopShapes
 
-__all__ = ["Inexact", "decimal_number", "raw_decimals", "strip_decimals"]
+__all__ = ["decimal_number", "raw_decimals", "strip_decimals"]
 
 # Beyond this many digits before the point a decimal may exceed the largest double, which the
 # reference reports as a MappingError; those stay with fastavro and the general conversion.
 _MAX_DIGITS: Final = 300
-
-
-class Inexact(Exception):
-    """The unscaled value has more digits than the precision: fastavro would round it."""
 
 
 def decimal_number(raw: bytes, limit: int, unit: int) -> int | float:
@@ -36,7 +32,7 @@ def decimal_number(raw: bytes, limit: int, unit: int) -> int | float:
     `unit` = 10**scale. Both int / int and float(Decimal) round correctly, so they agree."""
     unscaled = int.from_bytes(raw, "big", signed=True)
     if not -limit < unscaled < limit:
-        raise Inexact
+        raise ValueError("more digits than the precision: fastavro would round them")
     if unscaled % unit == 0:
         return unscaled // unit
     return unscaled / unit
