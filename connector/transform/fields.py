@@ -59,6 +59,16 @@ class FieldCode:
     fixed: Any = None
 
 
+# Values that become strings by one expression of `v`. fastavro's timestamps are in UTC already,
+# so isoformat ends in "+00:00"; like the reference, isoformat truncates to milliseconds and pads
+# the year to four digits.
+_FORMATS: Final[dict[Kind, tuple[str, Value]]] = {
+    Kind.TIMESTAMP: ("{v}.isoformat(timespec='milliseconds')[:-6] + 'Z'", Value.ISO_DATETIME),
+    Kind.LOCAL_TIMESTAMP: ("{v}.isoformat(timespec='milliseconds') + 'Z'", Value.ISO_DATETIME),
+    Kind.DATE: ("{v}.isoformat()", Value.ISO_DATE),
+    Kind.UUID: ("str({v})", Value.NONBLANK_STR),
+}
+
 # The objects generated mapping code refers to by these names.
 FIELD_NAMES: Final[dict[str, Any]] = {
     "to_json_value": to_json_value,
@@ -136,20 +146,10 @@ def _convert(walk: Walk, step: PlanStep, var: str, src: Source, indent: int) -> 
     if kind is Kind.DECIMAL:
         src.add(indent, f"{var} = decimal_to_json({var}, {name})")
         return Value.NUMBER if walk.leaf.digits <= _FINITE_DIGITS else Value.BIG_NUMBER
-    if kind is Kind.TIMESTAMP:
-        # fastavro's datetimes are in UTC already: isoformat ends in "+00:00". Both isoformat and
-        # the reference truncate to milliseconds and pad the year to four digits.
-        src.add(indent, f"{var} = {var}.isoformat(timespec='milliseconds')[:-6] + 'Z'")
-        return Value.ISO_DATETIME
-    if kind is Kind.LOCAL_TIMESTAMP:
-        src.add(indent, f"{var} = {var}.isoformat(timespec='milliseconds') + 'Z'")
-        return Value.ISO_DATETIME
-    if kind is Kind.DATE:
-        src.add(indent, f"{var} = {var}.isoformat()")
-        return Value.ISO_DATE
-    if kind is Kind.UUID:
-        src.add(indent, f"{var} = str({var})")
-        return Value.NONBLANK_STR
+    if kind in _FORMATS:
+        template, value = _FORMATS[kind]
+        src.add(indent, f"{var} = {template.format(v=var)}")
+        return value
     # RECORD and MAP: dicts, converted (and checked for what JSON cannot carry) the general way.
     target = src.bind("kind", step.kind)
     src.add(indent, f"{var} = to_json_value({var}, {target}, {name})")
