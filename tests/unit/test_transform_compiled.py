@@ -15,7 +15,7 @@ from connector.transform.compiled import compile_transform
 from connector.transform.reference import build_reference
 from connector.transform.serialize import float_is_plain, number_is_plain
 from connector.transform.spec import TransformSpec
-from tests.unit.transform_cases import DESTINATION, cases, comparable
+from tests.unit.transform_cases import DESTINATION, cases, comparable, every_type_cases
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +82,11 @@ def test_names_and_constants_with_quotes_and_newlines_stay_data() -> None:
     body = compile_transform(spec)(payload)
     assert body == build_reference(spec)(payload)
     assert isinstance(body, bytes) and b'"we\'ird\\n\\"key":"b-1"' in body
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=SLOW_DATA)
+@given(every_type_cases())
+def test_every_avro_type_plain_and_nullable_reaches_the_body_as_the_reference_writes_it(
+    case: tuple[TransformSpec, list[bytes]],
+) -> None:
+    assert_same(*case)
