@@ -19,7 +19,7 @@ from typing import Final
 
 from connector.ingest.models import MODELS, FieldKind, FieldSpec, Model
 
-__all__ = ["FieldError", "format_errors", "validate_record"]
+__all__ = ["FieldError", "FieldRule", "field_rules", "format_errors", "required_error", "validate_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,22 +338,40 @@ def _field_check(spec: FieldSpec, category: str | None, extra: _Extra | None) ->
 
 
 @dataclass(frozen=True, slots=True)
+class FieldRule:
+    """How `validate_record` checks one model field, for code that proves checks unnecessary.
+
+    `check(name, value)` (value not None) returns the field's first error or None; a missing
+    required field is `required_error(name)`. `value_rules` says the field has rules beyond its
+    kind's (a fixed category, choices, positive, charset).
+    """
+
+    spec: FieldSpec
+    check: _Check
+    value_rules: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     # (name, is a plain required string, check): validate_record inlines the plain-string case.
     required: tuple[tuple[str, bool, _Check], ...]
     optional: Mapping[str, _Check]
     # Documented position of each field, to report errors in a stable order.
     position: Mapping[str, int]
+    rules: tuple[FieldRule, ...]
 
 
 def _compile(model: Model) -> _Plan:
     extras = _EXTRA_RULES.get(model.endpoint, {})
     required: list[tuple[str, bool, _Check]] = []
     optional: dict[str, _Check] = {}
+    rules: list[FieldRule] = []
     for spec in model.fields.values():
         category = model.category if spec.name == "event_category" else None
         extra = extras.get(spec.name)
         check = _field_check(spec, category, extra)
+        value_rules = category is not None or spec.choices is not None or extra is not None
+        rules.append(FieldRule(spec, check, value_rules))
         if spec.required:
             plain = (
                 spec.kind is FieldKind.STRING and category is None and spec.choices is None and extra is None
@@ -362,10 +380,19 @@ def _compile(model: Model) -> _Plan:
         else:
             optional[spec.name] = check
     position = {name: index for index, name in enumerate(model.fields)}
-    return _Plan(tuple(required), optional, position)
+    return _Plan(tuple(required), optional, position, tuple(rules))
 
 
 _PLANS: Final[dict[str, _Plan]] = {key: _compile(model) for key, model in MODELS.items()}
+
+
+def field_rules(endpoint: str) -> tuple[FieldRule, ...]:
+    """The rules of every field of `endpoint`'s model, in documented order."""
+    return _PLANS[endpoint].rules
+
+
+def required_error(name: str) -> FieldError:
+    return FieldError(name, "required", f"{name} is required")
 
 
 def validate_record(endpoint: str, record: object) -> list[FieldError]:
@@ -387,7 +414,7 @@ def validate_record(endpoint: str, record: object) -> list[FieldError]:
         if plain_string and type(value) is str and value and not value.isspace():
             continue
         if value is None:
-            errors.append(FieldError(name, "required", f"{name} is required"))
+            errors.append(required_error(name))
         elif (error := check(name, value)) is not None:
             errors.append(error)
     optional = plan.optional

@@ -25,7 +25,15 @@ from connector.errors import MappingError
 from connector.ingest.models import MODELS, FieldKind
 from connector.mapping.precedence import Source, derived_values, field_source
 
-__all__ = ["MappingError", "TopicMapping", "split_path", "to_json_value"]
+__all__ = [
+    "MappingError",
+    "PlanStep",
+    "TopicMapping",
+    "decimal_to_json",
+    "resolve_path",
+    "split_path",
+    "to_json_value",
+]
 
 
 class _ConversionError(Exception):
@@ -165,9 +173,21 @@ def to_json_value(value: Any, kind: FieldKind | None, field: str) -> Any:
     try:
         return _convert(value)
     except _ConversionError as exc:
-        where = "".join(reversed(exc.location))
-        message = f"{exc.message} (at {field}{where})" if where else exc.message
-        raise MappingError(field, message, rule=exc.rule) from None
+        raise _mapping_error(exc, field) from None
+
+
+def decimal_to_json(value: Decimal, field: str) -> int | float:
+    """`to_json_value` for a Decimal, without its type dispatch (for callers that know the type)."""
+    try:
+        return _convert_decimal(value)
+    except _ConversionError as exc:
+        raise _mapping_error(exc, field) from None
+
+
+def _mapping_error(exc: _ConversionError, field: str) -> MappingError:
+    where = "".join(reversed(exc.location))
+    message = f"{exc.message} (at {field}{where})" if where else exc.message
+    return MappingError(field, message, rule=exc.rule)
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +212,8 @@ def _path_error(target: str, path: tuple[str, ...], depth: int, found: object) -
     )
 
 
-def _resolve(record: Mapping[str, Any], path: tuple[str, ...], target: str) -> Any:
+def resolve_path(record: Mapping[str, Any], path: tuple[str, ...], target: str) -> Any:
+    """The value at `path` in `record`; None when something on the way is null or missing."""
     current: Any = record
     for depth, part in enumerate(path):
         if type(current) is not dict:
@@ -244,6 +265,21 @@ def _compile(m: MappingSettings, destination: DestinationSettings) -> tuple[_Ste
     return tuple(steps)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One step of a compiled mapping, for code that compiles it further (connector.transform).
+
+    `path` is the source path, or None for a fixed `value` (already converted; `copy` says it is
+    a dict or list that each record gets its own deep copy of). `kind` is the target field's.
+    """
+
+    name: str
+    kind: FieldKind | None
+    path: tuple[str, ...] | None
+    value: Any = None
+    copy: bool = False
+
+
 @dataclass(frozen=True)
 class TopicMapping:
     """The compiled mapping of one topic. Build it with `from_settings`."""
@@ -262,6 +298,15 @@ class TopicMapping:
         """
         return cls(m.topic, m.endpoint, m.destination, plan=_compile(m, destination))
 
+    def steps(self) -> tuple[PlanStep, ...]:
+        """The plan, in output order."""
+        return tuple(
+            PlanStep(name, kind, (arg,) if op == _TOP else arg)
+            if op in (_TOP, _PATH)
+            else PlanStep(name, kind, None, arg, copy=op == _CONST_COPY)
+            for name, op, arg, kind in self.plan
+        )
+
     def map(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The ingest record for one decoded record; raises MappingError."""
         if type(record) is not dict and not isinstance(record, Mapping):
@@ -272,7 +317,7 @@ class TopicMapping:
             if op == _TOP:
                 value = record.get(arg)
             elif op == _PATH:
-                value = _resolve(record, arg, name)
+                value = resolve_path(record, arg, name)
             elif op == _CONST:
                 out[name] = arg
                 continue
