@@ -101,3 +101,9 @@ def test_build_transform_falls_back_to_the_reference_when_compiling_fails(
     assert not hasattr(transform, "__source__")
     payload = payloads("deposit", dict(spec.writer_schema), "avro")[0]
     assert comparable(transform(payload)) == comparable(build_reference(spec)(payload))
+
+
+def test_the_pipeline_and_the_workers_get_the_compiled_transform() -> None:
+    from connector.transform.factory import make_transform
+
+    assert hasattr(make_transform(spec_for("bet")), "__source__")
