@@ -68,7 +68,10 @@ def _child(
     from connector.config.loader import parse_settings
     from connector.pipeline.loop import Pipeline
     from connector.pipeline.wiring import build_connector
+    from connector.runtime.allocator import keep_heap_for_batches
     from connector.runtime.logs import configure
+
+    keep_heap_for_batches()  # as `run` does
 
     configure("error", json=True)
     try:

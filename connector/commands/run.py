@@ -11,6 +11,7 @@ from connector import __version__
 from connector.config.settings import Settings
 from connector.errors import WorkerPoolError
 from connector.pipeline.wiring import build_connector
+from connector.runtime.allocator import keep_heap_for_batches
 from connector.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,6 +33,7 @@ def run_connector(settings: Settings) -> int:
     from connector.kafka.admin import kafka_version
     from connector.runtime.server import HealthServer
 
+    keep_heap_for_batches()
     log.info(
         "starting optikpi-connector",
         version=__version__,

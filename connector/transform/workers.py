@@ -33,6 +33,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Final
 
 from connector.errors import Stage, WorkerPoolError
+from connector.runtime.allocator import keep_heap_for_batches
 from connector.runtime.logs import get_logger
 from connector.transform.factory import TransformFactory, make_transform
 from connector.transform.spec import Poison, Transform, TransformSpec
@@ -70,6 +71,7 @@ def _serve(conn: Connection, make: TransformFactory) -> None:
     # Ctrl-C reaches the whole process group; the consumer process decides when workers stop.
     # SIGTERM keeps its default: multiprocessing's exit handler ends stray daemon workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_heap_for_batches()
     transforms: dict[Hashable, Transform] = {}
     conn.send(_READY)
     while True:
