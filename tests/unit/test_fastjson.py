@@ -95,6 +95,21 @@ def test_a_record_of_plain_values_takes_the_fast_path(monkeypatch: pytest.Monkey
     )
 
 
+def test_integral_floats_of_a_record_take_the_fast_path_as_javascript_prints_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    record = {"win": 20.0, "loss": -0.0, "big": 9007199254740992.0, "odds": 2.5}
+    expected = jsjson.dumps_bytes(record)
+
+    def refuse(value: object) -> bytes:
+        raise AssertionError("fell back to jsjson")
+
+    monkeypatch.setattr(jsjson, "dumps_bytes", refuse)
+    assert (
+        fastjson.dumps_bytes(record) == expected == b'{"win":20,"loss":0,"big":9007199254740992,"odds":2.5}'
+    )
+
+
 edge_floats = st.sampled_from(
     [0.0, -0.0, 500.0, 1e16, 2.5e17, 1e21, 1e-6, 3.3e-6, 9.9e-6, 1e-5, 1e-7, math.nan, math.inf]
 )
