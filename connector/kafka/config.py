@@ -35,6 +35,10 @@ CONSUMER_DEFAULTS: Mapping[str, object] = {
     # librdkafka prefetches up to 64 MB per consumer by default; that memory is outside the
     # pipeline's in-flight accounting, so keep it smaller unless the user says otherwise.
     "queued.max.messages.kbytes": 16384,
+    # How long a fetch may wait for data. librdkafka's 500 ms adds straight to a record's delivery
+    # time where the broker holds a fetch for that long (the embedded broker does): at 2,000
+    # records/s and max_wait_ms 500 it put p99 at 822 ms, against 592 ms with 50 ms (docs/performance.md).
+    "fetch.wait.max.ms": 100,
 }
 
 # Consumer-only properties in a producer config make librdkafka warn on every start.

@@ -82,6 +82,8 @@ def test_a_producer_drops_consumer_only_properties() -> None:
 
 def test_consumer_defaults_keep_the_prefetch_small_unless_the_user_says_otherwise() -> None:
     assert consumer_config("k:9092", "g", "earliest", {})["queued.max.messages.kbytes"] == 16384
+    assert consumer_config("k:9092", "g", "earliest", {})["fetch.wait.max.ms"] == 100
+    assert consumer_config("k:9092", "g", "earliest", {"fetch.wait.max.ms": 500})["fetch.wait.max.ms"] == 500
     mine = consumer_config("k:9092", "g", "earliest", {"queued.max.messages.kbytes": 1024})
     assert mine["queued.max.messages.kbytes"] == 1024
 
