@@ -108,7 +108,9 @@ class Pipeline:
 
         self._tracker = OffsetTracker()
         self._pauses = PauseBook(consumer, self._tracker, self.metrics)
-        self._load = Backpressure(backpressure, self._pauses, self.metrics)
+        self._load = Backpressure(
+            backpressure, self._pauses, self.metrics, self._tracker, min_share=2 * batching.max_records
+        )
         self._lag = ConsumerLag(consumer, self._tracker, self.metrics)
         self._dispatcher = Dispatcher(
             uploaders,

@@ -24,6 +24,7 @@ class Reason(StrEnum):
     REGISTRY = "registry"  # the schema registry is unreachable
     DEAD_LETTER = "dead_letter"  # cannot write to the dead-letter topic
     BACKPRESSURE = "backpressure"  # pauses only: a slow API makes us slow, not unready
+    PARTITION_SHARE = "partition_share"  # pauses only: one partition holds more than its share
 
 
 class Health:

@@ -487,6 +487,32 @@ def test_credential_probes_of_two_pods_do_not_run_in_lockstep() -> None:
 
 
 # ================================================================ 6. bounded memory
+def test_a_partition_over_its_share_pauses_alone_while_the_others_keep_flowing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # max_in_flight 40 over 2 partitions: a share of 20 each (at least 2 batches of 5).
+    monkeypatch.setattr(pipeline_module, "POLL_RECORDS", 4)
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(60)), partition=0)
+    kit.executor.hold = True
+    p = kit.started(max_records=5, max_in_flight=40)
+
+    step_until(lambda: kit.paused() == {TP0}, p)
+    assert 20 <= p.in_flight_records < 40  # its share, not the whole bound
+
+    produce(kit, deposits(range(100, 130)), partition=1)
+    held_by_partition_0 = p.in_flight_records
+    step_until(lambda: p.in_flight_records >= held_by_partition_0 + 20, p)  # partition 1 fills its share
+    assert TP0 in kit.paused()
+
+    def drained() -> bool:
+        kit.executor.release()
+        return committed(kit, TP0) == 60 and committed(kit, TP1) == 30
+
+    step_until(drained, p)
+    assert kit.paused() == set()
+
+
 def test_in_flight_records_stay_bounded_by_pausing(monkeypatch: pytest.MonkeyPatch) -> None:
     poll = 8
     monkeypatch.setattr(pipeline_module, "POLL_RECORDS", poll)
@@ -840,6 +866,7 @@ def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
         "registry",
         "dead_letter",
         "backpressure",
+        "partition_share",
     }
     health = Health(clock=lambda: 0.0)
     health.set(Reason.CREDENTIALS, "401 bad token")
