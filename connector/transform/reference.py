@@ -5,25 +5,34 @@ It is the behaviour every faster transform must reproduce byte for byte, and rea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from connector.avro.decoding import ReadPlan, read_datum
 from connector.avro.schemas import parse
 from connector.errors import RecordError, Stage
 from connector.ingest.fastjson import dumps_bytes
 from connector.ingest.validation import format_errors, validate_record
+from connector.mapping.compiled import TopicMapping
 from connector.transform.spec import Poison, Transform, TransformSpec
 
-__all__ = ["build_reference"]
+__all__ = ["build_reference", "reference_steps"]
 
 
 def build_reference(spec: TransformSpec) -> Transform:
     reader = parse(spec.reader_schema) if spec.reader_schema is not None else None
     plan = ReadPlan(parse(spec.writer_schema), spec.writer_label, reader, spec.reader_label)
-    mapping = spec.mapping
+    return reference_steps(spec.mapping, lambda payload: read_datum(plan, payload, 0))
+
+
+def reference_steps(mapping: TopicMapping, decode: Callable[[bytes], Mapping[str, Any]]) -> Transform:
+    """Map, validate and serialize what `decode` makes of a payload; every record error becomes
+    Poison at its stage. `decode` raises DecodeError for a payload it cannot read."""
     endpoint = mapping.endpoint
 
     def transform(payload: bytes) -> bytes | Poison:
         try:
-            record = mapping.map(read_datum(plan, payload, 0))
+            record = mapping.map(decode(payload))
             errors = validate_record(endpoint, record)
             if errors:
                 return Poison(Stage.VALIDATE, "ValidationError", format_errors(errors))

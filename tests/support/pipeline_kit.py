@@ -19,11 +19,9 @@ from connector.config.settings import (
     DestinationSettings,
     MappingSettings,
 )
-from connector.errors import DecodeError, RecordError, RegistryUnavailable, Stage, UploadCancelled
+from connector.errors import DecodeError, RegistryUnavailable, UploadCancelled
 from connector.ingest.client import Rejection, UploadResult
-from connector.ingest.fastjson import dumps_bytes as fast_dumps
 from connector.ingest.jsjson import dumps_bytes
-from connector.ingest.validation import format_errors, validate_record
 from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.memory.clients import InMemoryConsumer
 from connector.kafka.ports import Record, TopicPartition
@@ -33,7 +31,8 @@ from connector.pipeline.loop import Pipeline, Route
 from connector.runtime.clock import FakeClock
 from connector.transform.factory import TransformFactory
 from connector.transform.framing import ValueFraming
-from connector.transform.spec import Poison, Transform, TransformSpec
+from connector.transform.reference import reference_steps
+from connector.transform.spec import Transform, TransformSpec
 from connector.transform.workers import TransformPool
 
 DEST = DestinationSettings(
@@ -63,27 +62,17 @@ class JsonFraming:
 
 def json_transform(spec: TransformSpec) -> Transform:
     """The reference transform's steps with JSON instead of Avro (module level: workers import it)."""
-    mapping = spec.mapping
+    return reference_steps(spec.mapping, _decode_json)
 
-    def transform(payload: bytes) -> bytes | Poison:
-        try:
-            try:
-                decoded = json.loads(payload)
-            except ValueError as exc:
-                raise DecodeError(f"not JSON: {exc}") from None
-            if not isinstance(decoded, dict):
-                raise DecodeError("not an object")
-            record = mapping.map(decoded)
-            errors = validate_record(mapping.endpoint, record)
-            if errors:
-                return Poison(Stage.VALIDATE, "ValidationError", format_errors(errors))
-            return fast_dumps(record)
-        except RecordError as exc:
-            return Poison(exc.stage, type(exc).__name__, str(exc))
-        except TypeError as exc:  # a mapped value JSON has no form for
-            return Poison(Stage.MAP, type(exc).__name__, str(exc))
 
-    return transform
+def _decode_json(payload: bytes) -> dict[str, Any]:
+    try:
+        decoded = json.loads(payload)
+    except ValueError as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise DecodeError("not an object")
+    return decoded
 
 
 class RegistryDownFraming(JsonFraming):
