@@ -6,59 +6,18 @@ restart must lose nothing and keep each partition's records in offset order with
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxServer
-from connector.kafka.ports import TopicPartition
 from tests.support.brokers import UniqueNames
-from tests.support.e2e import (
-    ENDPOINT,
-    ConnectorProcess,
-    Ledger,
-    Outcome,
-    Produced,
-    accepted_count,
-    accepted_ids,
-    bet_mapping,
-    connector_doc,
-    create_topics,
-    produce_bets,
-    register_bet_schema,
-    wait_for_quiet_sandbox,
-    write_config,
-)
+from tests.support.e2e import log_events, run_kill_loop
 
 pytestmark = pytest.mark.broker
-
-RECORDS = 3000
-PARTITIONS = 3
-TIMEOUT_S = 180.0
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ConnectorProcess]]:
-    started: list[ConnectorProcess] = []
-    yield started
-    for proc in started:
-        proc.stop_quietly()
-
-
-def assert_offset_order_within(session: list[dict[str, Any]], by_id: dict[str, Produced]) -> None:
-    offsets: dict[TopicPartition, list[int]] = defaultdict(list)
-    for record in session:
-        produced = by_id.get(str(record["event_id"]))
-        if produced is not None:
-            offsets[produced.tp].append(produced.offset)
-    for tp, seen in offsets.items():
-        assert seen == sorted(set(seen)), f"{tp} reached the API out of offset order (or twice) in a session"
 
 
 def test_workers_survive_a_kill_9_of_the_consumer_process_and_a_restart_loses_nothing(
@@ -67,51 +26,27 @@ def test_workers_survive_a_kill_9_of_the_consumer_process_and_a_restart_loses_no
     sandbox_factory: Callable[..., SandboxServer],
     names: UniqueNames,
     tmp_path: Path,
-    processes: list[ConnectorProcess],
 ) -> None:
     sandbox = sandbox_factory(latency_ms=20)  # uploads in flight when the kill lands
-    topic, dlq, group = names.topic("bets"), names.topic("dlq"), names.group()
-    create_topics(broker.bootstrap_servers, {topic: PARTITIONS, dlq: 1})
-    schema_id = register_bet_schema(registry, topic)
-    ledger = Ledger(broker.bootstrap_servers)
-    try:
-        produce_bets(ledger, topic, schema_id, RECORDS, PARTITIONS, random.Random(7), poison_every=97)
-    finally:
-        ledger.close()
-    by_id = ledger.by_event_id()
-    doc = connector_doc(
+    report = run_kill_loop(
         bootstrap=broker.bootstrap_servers,
-        registry_url=registry.url,
-        api_url=sandbox.base_url,
-        group=group,
-        dlq_topic=dlq,
-        mappings=[bet_mapping(topic)],
-        max_in_flight_records=1000,
+        registry=registry,
+        sandbox=sandbox,
+        workdir=tmp_path,
+        topic=names.topic("bets"),
+        dlq_topic=names.topic("dlq"),
+        group=names.group(),
+        records=3000,
+        partitions=3,
+        interruptions=1,
+        seed=7,
+        progress=(0.3, 0.4),
+        timeout_s=180.0,
         workers=2,
     )
-    config = write_config(tmp_path, doc)
-
-    first = ConnectorProcess(config, tmp_path / "run-1.log")
-    processes.append(first)
-    first.wait_for(lambda _p: accepted_count(sandbox) >= RECORDS // 3, TIMEOUT_S, "a third accepted")
-    [started] = first.named("transform workers started")
-    assert started["workers"] == 2
-    first.kill()
-    wait_for_quiet_sandbox(sandbox)
-    session_one = len(sandbox.records(ENDPOINT))
-    assert session_one < len(by_id), "the kill came too late to test anything"
-
-    second = ConnectorProcess(config, tmp_path / "run-2.log")
-    processes.append(second)
-    second.wait_for(
-        lambda _p: set(by_id) <= set(accepted_ids(sandbox)), TIMEOUT_S, "every good record accepted", 0.5
-    )
-    code, _drain_s = second.terminate(60.0)
-    assert code == 0
-
-    outcome = Outcome.collect(sandbox, broker.bootstrap_servers, dlq)
-    assert outcome.lost(ledger) == []  # every produced record was accepted or dead-lettered
-    assert {position for position in outcome.dead} == {r.position for r in ledger.poison()}
-    records = sandbox.records(ENDPOINT)
-    assert_offset_order_within(records[:session_one], by_id)
-    assert_offset_order_within(records[session_one:], by_id)
+    print(f"\nworkers kill -9: {report.summary()}")
+    # Lost nothing, duplicates within the uncommitted window, everything committed, and each
+    # partition in offset order within each of the two sessions.
+    report.assert_sound(kills=1)
+    started = [e for e in log_events(tmp_path / "run-1.log") if e.get("event") == "transform workers started"]
+    assert [e["workers"] for e in started] == [2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -432,6 +433,27 @@ def free_port() -> int:
     return _free_port()
 
 
+def log_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a connector process, in order; other lines are skipped."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                out.append(event)
+    return out
+
+
+def order_breaks(records: list[dict[str, Any]], by_id: Mapping[str, Produced]) -> list[str]:
+    """Partitions whose records reached the API out of offset order (or twice) within one session."""
+    offsets: dict[TopicPartition, list[int]] = defaultdict(list)
+    for record in records:
+        produced = by_id.get(str(record["event_id"]))
+        if produced is not None:
+            offsets[produced.tp].append(produced.offset)
+    return [str(tp) for tp, seen in offsets.items() if seen != sorted(set(seen))]
+
+
 class ConnectorProcess:
     """`python -m connector --log-format json run --config FILE` in a child process; its log is kept."""
 
@@ -474,13 +496,7 @@ class ConnectorProcess:
         return code, time.monotonic() - started
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    out.append(event)
-        return out
+        return log_events(self.log_path)
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e.get("event") == event]
@@ -593,6 +609,7 @@ class Interruption:
     api_window: int  # records the API accepted at or above the committed positions: may be re-sent
     poison_window: int  # poison records at or above the committed positions: may be dead-lettered again
     drain_s: float | None = None  # SIGTERM only: from the signal to the exit
+    session_end: int = 0  # records the API had stored once the stopped run's last upload settled
 
 
 @dataclass
@@ -606,6 +623,7 @@ class KillLoopReport:
     end_offsets: dict[TopicPartition, int]
     final_drain_s: float
     elapsed_s: float
+    order_breaks: list[str]  # "session N: topic[p]" where a partition's records went out of order
 
     @property
     def kills(self) -> int:
@@ -632,6 +650,7 @@ class KillLoopReport:
         assert self.outcome.api_duplicates <= self.api_window
         assert self.outcome.dlq_duplicates <= self.poison_window
         assert self.committed == self.end_offsets
+        assert self.order_breaks == [], f"offset order broken within a session: {self.order_breaks}"
 
     def summary(self) -> str:
         return (
@@ -744,6 +763,7 @@ def run_kill_loop(
                 api_window,
                 poison_window,
                 drain_s,
+                len(sandbox.records(ENDPOINT)),
             )
         )
     # The last run finishes everything, then stops cleanly.
@@ -760,6 +780,13 @@ def run_kill_loop(
     finally:
         final.stop_quietly()
     outcome = Outcome.collect(sandbox, bootstrap, dlq_topic)
+    stored = sandbox.records(ENDPOINT)
+    bounds = [0, *(i.session_end for i in done), len(stored)]
+    breaks = [
+        f"session {n + 1}: {tp}"
+        for n, (start, end) in enumerate(itertools.pairwise(bounds))
+        for tp in order_breaks(stored[start:end], by_id)
+    ]
     return KillLoopReport(
         records=records,
         partitions=partitions,
@@ -770,6 +797,7 @@ def run_kill_loop(
         end_offsets=ledger.end_offsets(),
         final_drain_s=final_drain,
         elapsed_s=time.monotonic() - started,
+        order_breaks=breaks,
     )
 
 
