@@ -139,23 +139,23 @@ class Backpressure:
             self._pauses.resume(Reason.BACKPRESSURE)
         self._apply_shares()
 
-    def share(self) -> int:
-        """Records one partition may have in flight before it pauses alone."""
-        owned = max(1, len(self._tracker.partitions()))
-        return max(self._min_share, self._settings.max_in_flight_records // owned)
+    def share(self, owned: int) -> int:
+        """Records one of `owned` partitions may have in flight before it pauses alone."""
+        return max(self._min_share, self._settings.max_in_flight_records // max(1, owned))
 
     def _apply_shares(self) -> None:
-        share = self.share()
+        owned = self._tracker.partitions()
+        share = self.share(len(owned))
         over = []
         under = []
-        for tp in self._tracker.partitions():
+        for tp in owned:
             pending = self._tracker.pending_count(tp)
             if tp not in self._over_share and pending >= share:
                 over.append(tp)
             elif tp in self._over_share and pending < share * RESUME_FRACTION:
                 under.append(tp)
         self._over_share.difference_update(under)
-        self._over_share.intersection_update(self._tracker.partitions())  # revoked ones are gone
+        self._over_share.intersection_update(owned)  # revoked ones are gone
         if over:
             self._over_share.update(over)
             self._pauses.pause(over, Reason.PARTITION_SHARE)
