@@ -1,7 +1,8 @@
 """Command line: parse, load the configuration once, call a command. Nothing else lives here.
 
 Exit codes: 0 success; 1 runtime failure (or, for `send`, records rejected or invalid);
-2 bad usage or bad configuration, always as one line per problem and never a traceback.
+2 bad usage or bad configuration, always as one line per problem and never a traceback;
+3 `send` gave up after --max-elapsed seconds of failures, with one line saying what was not sent.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from connector import __version__
 from connector.config.loader import load_settings
 from connector.config.settings import Settings
 from connector.endpoints import ENDPOINT_KEYS
 from connector.errors import ConfigError, ExitCode
+
+CONFIG_HELP = "the configuration file (YAML)"
 
 
 def _fraction(text: str) -> float:
@@ -43,8 +47,29 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
     return parse
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Appends "(default X)" to an option's help unless the text already says its default.
+
+    None and False defaults (required options, flags) have nothing worth showing.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default is not None and action.default is not False
+        if shown and action.default is not argparse.SUPPRESS and "default" not in text:
+            text += " (default %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    # Subparsers are built with the parent's class, so every command gets the formatter.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="optikpi-connector",
         description="Feed Avro Kafka topics into the OptiKPI Data Pipeline Ingest API.",
     )
@@ -59,15 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format",
         choices=["auto", "json", "console"],
         default="auto",
-        help="auto: JSON when stderr is not a terminal",
+        help="auto: JSON when stderr is not a terminal, console otherwise",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="consume the mapped topics until SIGTERM/SIGINT, then drain and commit")
-    run.add_argument("--config", required=True, type=Path, metavar="FILE")
+    run.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
 
     check = sub.add_parser("check", help="validate the configuration and every mapping against its schema")
-    check.add_argument("--config", required=True, type=Path, metavar="FILE")
+    check.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
     check.add_argument("--offline", action="store_true", help="do not contact Kafka, the registry or the API")
     check.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -75,15 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
         "send", help="upload a JSON-lines file to one endpoint (validate, batch, sign, retry)"
     )
     send.add_argument("endpoint", choices=ENDPOINT_KEYS, metavar="ENDPOINT", help=", ".join(ENDPOINT_KEYS))
-    send.add_argument("file", type=Path, metavar="FILE.jsonl")
-    send.add_argument("--config", required=True, type=Path, metavar="FILE")
+    send.add_argument("file", type=Path, metavar="FILE.jsonl", help="one JSON record per line")
+    send.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
+    send.add_argument(
+        "--max-elapsed",
+        type=_non_negative(float),
+        default=300.0,
+        metavar="S",
+        help="give up when one request has failed for this many seconds, and exit 3; 0 retries forever"
+        " (overrides retry.max_elapsed_s)",
+    )
+
+    endpoints = sub.add_parser("endpoints", help="the record model of each endpoint: fields, types, required")
+    endpoints.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="one endpoint (" + ", ".join(ENDPOINT_KEYS) + "); all if left out",
+    )
+    endpoints.add_argument("--markdown", action="store_true", help="print Markdown, as in docs/endpoints.md")
 
     sandbox = sub.add_parser("sandbox", help="run a local emulator of the ingest API")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=_non_negative(int), default=8088)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=_non_negative(int), default=8088, help="0: a free port")
     sandbox.add_argument("--token", default=None, help="expected auth token (default: the demo token)")
-    sandbox.add_argument("--account-id", default=None)
-    sandbox.add_argument("--workspace-id", default=None)
+    sandbox.add_argument("--account-id", default=None, help="expected account id (default: the demo one)")
+    sandbox.add_argument("--workspace-id", default=None, help="expected workspace id (default: the demo one)")
     sandbox.add_argument(
         "--rate-limit-scale",
         type=_non_negative(float),
@@ -103,25 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of requests whose connection is closed without an answer",
     )
-    sandbox.add_argument("--max-body-bytes", type=_non_negative(int), default=1_000_000)
+    sandbox.add_argument(
+        "--max-body-bytes", type=_non_negative(int), default=1_000_000, help="larger requests get 413"
+    )
     sandbox.add_argument(
         "--store", type=Path, default=None, metavar="FILE.jsonl", help="append accepted records to this file"
     )
-    sandbox.add_argument("--seed", type=int, default=None, help="seed for fault injection")
+    sandbox.add_argument("--seed", type=int, default=None, help="seed for fault injection (default: random)")
 
     _add_dlq_parser(sub)
 
     produce = sub.add_parser("produce-sample", help="write realistic Avro sample events to the mapped topics")
-    produce.add_argument("--config", required=True, type=Path, metavar="FILE")
+    produce.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
     produce.add_argument("--count", required=True, type=_non_negative(int), help="events per topic")
     produce.add_argument("--poison-rate", type=_fraction, default=0.0, help="share of poison records")
-    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--seed", type=int, default=7, help="seed for the generated values")
 
     demo = sub.add_parser(
         "demo", help="everything on this machine: broker, sandbox, sample events, connector"
     )
     demo.add_argument("--count", type=_non_negative(int), default=2000, help="events per topic")
-    demo.add_argument("--poison-rate", type=_fraction, default=0.01)
+    demo.add_argument("--poison-rate", type=_fraction, default=0.01, help="share of poison records")
     demo.add_argument(
         "--timeout", type=_non_negative(float), default=180.0, help="give up after this many seconds"
     )
@@ -135,9 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_argument("--workdir", type=Path, default=Path(".dev-stack"), help="config.yaml, broker log")
     for part in ("broker", "registry", "api"):
-        stack.add_argument(
-            f"--{part}-port", type=_port, default=0, metavar="PORT", help="default: a free port"
-        )
+        stack.add_argument(f"--{part}-port", type=_port, default=0, metavar="PORT", help="0: a free port")
     return parser
 
 
@@ -167,24 +209,26 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
-def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_dlq_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     from connector.errors import Stage
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", required=True, type=Path, metavar="FILE")
+    common = _Parser(add_help=False)
+    common.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument(
         "--timeout",
         type=_positive(float),
         default=10.0,
         metavar="S",
-        help="how long to wait for Kafka, and for a silent partition, before giving up (default 10)",
+        help="how long to wait for Kafka, and for a silent partition, before giving up",
     )
-    filters = argparse.ArgumentParser(add_help=False)
+    filters = _Parser(add_help=False)
     filters.add_argument(
         "--stage", action="append", type=str.upper, choices=[s.value for s in Stage], help="repeatable"
     )
-    filters.add_argument("--endpoint", action="append", choices=ENDPOINT_KEYS, metavar="ENDPOINT")
+    filters.add_argument(
+        "--endpoint", action="append", choices=ENDPOINT_KEYS, metavar="ENDPOINT", help="repeatable"
+    )
     filters.add_argument("--topic", action="append", metavar="TOPIC", help="original topic; repeatable")
     filters.add_argument(
         "--since",
@@ -209,7 +253,7 @@ def _add_dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.add_argument("--to", metavar="TOPIC", help="publish here instead of the original topic")
     replay.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
     replay.add_argument(
-        "--rate", type=_positive(float), default=100.0, metavar="N", help="records per second (default 100)"
+        "--rate", type=_positive(float), default=100.0, metavar="N", help="records per second"
     )
     replay.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -280,6 +324,10 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
             workdir=args.workdir,
             keep_running=args.keep_running,
         )
+    if args.command == "endpoints":
+        from connector.commands.endpoints import run_endpoints
+
+        return run_endpoints(args.name, args.markdown)
     if args.command == "dev-stack":
         from connector.devtools.devstack import run_dev_stack
 
@@ -342,9 +390,10 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
-    from connector.commands.send import send_file, summary
-    from connector.errors import CredentialsError, RetryBudgetExceeded, TokenFileError
+    from connector.commands.send import gave_up_line, send_file, summary
+    from connector.errors import CredentialsError, TokenFileError
     from connector.ingest.client import IngestClient
+    from connector.runtime.metrics import Metrics
 
     path: Path = args.file
     if not path.is_file():
@@ -352,13 +401,17 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.USAGE
     destination = settings.optikpi
     assert destination is not None
+    retry = settings.retry.model_copy(update={"max_elapsed_s": args.max_elapsed})
+    metrics = Metrics()  # the progress line and the summary read the client's counters
     try:
-        client = IngestClient(destination, settings.retry, settings.batching)
+        client = IngestClient(destination, retry, settings.batching, metrics=metrics)
     except TokenFileError as exc:
         print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     try:
-        report = send_file(args.endpoint, path, settings, client, sys.stdout)
+        report = send_file(
+            args.endpoint, path, settings, client, sys.stdout, metrics=metrics, progress=sys.stderr
+        )
     except CredentialsError as exc:
         key = "optikpi.base_url" if exc.wrong_base_url else "optikpi.auth_token"
         print(f"configuration error: {key}: {exc}", file=sys.stderr)
@@ -366,15 +419,14 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     except TokenFileError as exc:
         print(f"configuration error: optikpi.auth_token_file: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    except RetryBudgetExceeded as exc:
-        print(f"error: {exc}; records after the last accepted request were not sent", file=sys.stderr)
-        return ExitCode.FAILURE
     except UnicodeDecodeError:
         print(f"error: {path}: not UTF-8 text", file=sys.stderr)
         return ExitCode.USAGE
     finally:
         client.close()
     print(summary(report, path))
+    if report.gave_up is not None:
+        print(gave_up_line(report, destination.base_url), file=sys.stderr)
     return report.exit_code
 
 

@@ -50,6 +50,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILURE = 1
     USAGE = 2
+    GAVE_UP = 3  # send: a request kept failing for --max-elapsed; the rest of the file was not sent
     INTERRUPTED = 130  # Ctrl-C: the shell's 128 + SIGINT
 
 

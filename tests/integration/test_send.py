@@ -4,13 +4,16 @@ a poison record only the server sees, injected faults, and the configuration err
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connector.cli import main
+from connector.cli import build_parser, main
 from connector.devtools.sandbox.server import (
     DEMO_ACCOUNT_ID,
     DEMO_TOKEN,
@@ -19,6 +22,7 @@ from connector.devtools.sandbox.server import (
     SandboxServer,
 )
 from connector.endpoints import ENDPOINT_KEYS, ENDPOINTS
+from connector.errors import ExitCode
 from tests.support.http import preserved_structlog, valid_record, write_jsonl, write_send_config
 
 pytestmark = pytest.mark.integration
@@ -248,3 +252,63 @@ def test_missing_input_file_exits_2(
     assert code == 2
     assert "absent.jsonl" in err and "Traceback" not in err
     assert server.stats()["requests"]["deposit"] == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# A dead API: `send` gives up after --max-elapsed instead of waiting for ever
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_closed_port_ends_send_with_exit_3_naming_the_host_and_what_was_not_sent(tmp_path: Path) -> None:
+    port = closed_port()
+    # retry.max_elapsed_s 0 in the file means "retry for ever": only --max-elapsed ends this run.
+    config = write_send_config(
+        tmp_path / "c.yaml",
+        f"http://127.0.0.1:{port}/apigw/ingest",
+        account_id=DEMO_ACCOUNT_ID,
+        workspace_id=DEMO_WORKSPACE_ID,
+        token=DEMO_TOKEN,
+        max_elapsed_s=0,
+    )
+    file = write_jsonl(tmp_path / "records.jsonl", [valid_record("deposit", i) for i in range(30)])
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "connector", "--log-level", "error"),
+            *("send", "deposit", str(file), "--config", str(config), "--max-elapsed", "0.5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == ExitCode.GAVE_UP == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: gave up on 127.0.0.1:{port}: deposit: still failing after")
+    assert "ConnectError" in lines[0] and lines[0].endswith("0 records accepted, 30 not sent (exit 3)")
+    assert "30 records, 0 accepted" in done.stdout
+    assert DEMO_TOKEN not in done.stdout + done.stderr
+
+
+def test_send_gives_up_after_five_minutes_unless_told_otherwise() -> None:
+    args = build_parser().parse_args(["send", "deposit", "f.jsonl", "--config", "c.yaml"])
+    assert args.max_elapsed == 300.0
+
+
+def test_retries_are_counted_in_the_summary(
+    server: SandboxServer, token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.set_faults(fail_rate=0.5)
+    file = write_jsonl(tmp_path / "records.jsonl", [valid_record("deposit", i) for i in range(200)])
+    code, out, err = send(capsys, "deposit", file, config_for(tmp_path, server.base_url, max_records=20))
+
+    assert code == 0, out + err
+    failed = sum(server.stats()["requests"]["deposit"].get(c, 0) for c in ("500", "503"))
+    assert failed > 0
+    assert out.strip().endswith(f"{10 + failed} requests, {failed} retries")

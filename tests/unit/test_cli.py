@@ -227,7 +227,7 @@ def test_a_token_file_that_cannot_be_a_header_is_a_configuration_error(
 
 
 def test_exit_codes_are_the_documented_contract() -> None:
-    assert [int(code) for code in ExitCode] == [0, 1, 2, 130]
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 130]
 
 
 def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
