@@ -15,6 +15,7 @@ from connector.errors import ConfigError, KafkaPortError
 from connector.ingest.client import IngestClient
 from connector.kafka.config import consumer_config, producer_config
 from connector.kafka.ports import ConsumerPort, ProducerPort
+from connector.kafka.rdlogs import LibrdkafkaLogs
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route, Uploader
@@ -73,11 +74,11 @@ def kafka_consumer_config(settings: Settings) -> dict[str, object]:
     return consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.properties)
 
 
-def kafka_producer_config(settings: Settings) -> dict[str, object]:
+def kafka_producer_config(settings: Settings, logs: LibrdkafkaLogs | None = None) -> dict[str, object]:
     """The dead-letter producer's settings (also used to replay dead letters and produce samples)."""
     k = settings.kafka
     assert k is not None
-    return producer_config(k.bootstrap_servers, k.properties, client_id="optikpi-connector-dlq")
+    return producer_config(k.bootstrap_servers, k.properties, client_id="optikpi-connector-dlq", logs=logs)
 
 
 @dataclass
