@@ -3,13 +3,16 @@ broker, within its --timeout, and none lets librdkafka's raw `%3|...` lines thro
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
-from tests.support.e2e import bet_mapping, connector_doc, free_port, write_config
+from tests.support.e2e import bet_mapping, connector_doc, free_port, log_events, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +79,44 @@ def test_check_names_the_broker_in_its_kafka_line(closed_config: tuple[Path, str
     assert len(lines) == 1, output
     assert lines[0].startswith(f"kafka: FAILED (cannot reach Kafka at {broker} within {TIMEOUT_S} s: ")
     assert len(output.splitlines()) < 10, output  # the mapping table, kafka, the API: no flood
+
+
+def test_run_names_the_silent_brokers_on_readyz_without_flooding_the_log(
+    closed_config: tuple[Path, str], tmp_path: Path
+) -> None:
+    config, broker = closed_config
+    port = free_port()
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    doc["server"]["port"] = port
+    write_config(tmp_path, doc)
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "--log-format", "json", "run", "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        reasons: dict[str, str] = {}
+
+        def kafka_named() -> bool:
+            nonlocal reasons
+            try:
+                reasons = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()["reasons"]
+            except httpx.HTTPError:
+                return False
+            return "kafka" in reasons
+
+        wait_until(kafka_named, 60, "reason kafka on /readyz")
+        assert broker in reasons["kafka"] and "kafka.bootstrap_servers" in reasons["kafka"]
+        assert "starting" in reasons  # existing reasons keep their meaning
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    output = log_path.read_text(encoding="utf-8")
+    assert "%3|" not in output
+    refused = [e for e in log_events(log_path) if "Connection refused" in str(e.get("event"))]
+    # About 20 reconnects a second for each of three clients, until /readyz said `kafka`: at most
+    # one line each per 30 s goes through.
+    assert 1 <= len(refused) <= 3, refused
+    assert all(e["level"] == "error" for e in refused)
