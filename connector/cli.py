@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path, metavar="FILE", help=CONFIG_HELP)
     check.add_argument("--offline", action="store_true", help="do not contact Kafka, the registry or the API")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_kafka_timeout(check)
 
     send = sub.add_parser(
         "send", help="upload a JSON-lines file to one endpoint (validate, batch, sign, retry)"
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--count", required=True, type=_non_negative(int), help="events per topic")
     produce.add_argument("--poison-rate", type=_fraction, default=0.0, help="share of poison records")
     produce.add_argument("--seed", type=int, default=7, help="seed for the generated values")
+    _add_kafka_timeout(produce)
 
     demo = sub.add_parser(
         "demo", help="everything on this machine: broker, sandbox, sample events, connector"
@@ -207,6 +209,16 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+def _add_kafka_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=10.0,
+        metavar="S",
+        help="how long to wait for Kafka before giving up",
+    )
 
 
 def _add_dlq_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -351,11 +363,13 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
     if args.command == "check":
         from connector.commands.check import run_check
 
-        return run_check(settings, offline=args.offline, as_json=args.json)
+        return run_check(settings, offline=args.offline, as_json=args.json, timeout_s=args.timeout)
     if args.command == "produce-sample":
         from connector.devtools.produce import run_produce_sample
 
-        return run_produce_sample(settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed)
+        return run_produce_sample(
+            settings, count=args.count, poison_rate=args.poison_rate, seed=args.seed, timeout_s=args.timeout
+        )
     raise AssertionError(f"unhandled command {args.command}")
 
 

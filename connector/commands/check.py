@@ -14,7 +14,7 @@ from connector.pipeline.wiring import build_registry, schema_dirs
 from connector.runtime.tables import render_table
 
 
-def run_check(settings: Settings, offline: bool, as_json: bool) -> int:
+def run_check(settings: Settings, offline: bool, as_json: bool, timeout_s: float = 10.0) -> int:
     from connector.mapping.check import CheckIssue, CheckResult, check_mapping
 
     registry = None if offline else build_registry(settings)
@@ -25,7 +25,7 @@ def run_check(settings: Settings, offline: bool, as_json: bool) -> int:
             results.append(CheckResult(m.topic, m.endpoint, source, (CheckIssue("error", "schema", schema),)))
             continue
         results.append(check_mapping(m, schema, source))
-    reach: list[tuple[str, bool, str]] = [] if offline else _reachability(settings, registry)
+    reach: list[tuple[str, bool, str]] = [] if offline else _reachability(settings, registry, timeout_s)
     if registry is not None:
         registry.close()
     ok = all(r.ok for r in results) and all(good for _, good, _ in reach)
@@ -76,17 +76,22 @@ def _schema_for_check(
     return latest[1], f"registry {subject} (id {latest[0]})"
 
 
-def _reachability(settings: Settings, registry: SchemaRegistryClient | None) -> list[tuple[str, bool, str]]:
+def _reachability(
+    settings: Settings, registry: SchemaRegistryClient | None, timeout_s: float
+) -> list[tuple[str, bool, str]]:
     import httpx
 
     out: list[tuple[str, bool, str]] = []
     try:
         from connector.kafka.admin import KafkaAdmin
         from connector.kafka.config import admin_config
+        from connector.kafka.rdlogs import LibrdkafkaLogs
 
         k = settings.kafka
         assert k is not None
-        topics = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties)).list_topics(10.0)
+        # The line below says what went wrong; librdkafka's own lines stay at debug level.
+        logs = LibrdkafkaLogs(reported_by_caller=True)
+        topics = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties, logs=logs)).list_topics(timeout_s)
         missing = [m.topic for m in settings.mappings if m.topic not in topics]
         detail = f"{len(topics)} topics" + (f"; missing: {', '.join(missing)}" if missing else "")
         out.append(("kafka", not missing, detail))
@@ -96,7 +101,7 @@ def _reachability(settings: Settings, registry: SchemaRegistryClient | None) -> 
         # An unsigned GET: reaching the gateway at all is what this proves, not the credentials
         # (`send` with one record checks those).
         try:
-            response = httpx.get(dest.base_url, timeout=10.0)
+            response = httpx.get(dest.base_url, timeout=timeout_s)
             out.append((f"api {name}", response.status_code < 500, f"HTTP {response.status_code}"))
         except httpx.HTTPError as exc:
             out.append((f"api {name}", False, type(exc).__name__))

@@ -126,6 +126,8 @@ class RetrySettings(_Frozen):
     initial_backoff_ms: Annotated[int, Field(ge=1)] = 500
     max_backoff_ms: Annotated[int, Field(ge=1)] = 60_000
     max_elapsed_s: Annotated[float, Field(ge=0)] = 0.0  # 0: retry transient errors forever
+    # After this long of transient failures only, /readyz reports reason `api` (the retries go on).
+    unready_after_s: Annotated[float, Field(gt=0)] = 60.0
 
     @model_validator(mode="after")
     def _ordered(self) -> RetrySettings:

@@ -18,7 +18,7 @@ from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema, parse
 from connector.config.settings import Settings
 from connector.devtools.samples import SAMPLE_KINDS, make_messages
-from connector.errors import DeliveryError, ExitCode
+from connector.errors import DeliveryError, ExitCode, KafkaPortError
 from connector.kafka.ports import AdminPort, ProducerPort
 from connector.pipeline.wiring import build_registry, kafka_producer_config, schema_dirs
 from connector.runtime.logs import get_logger
@@ -35,19 +35,30 @@ class ProducedSamples(dict[str, tuple[int, int]]):
     failed: int = 0
 
 
-def run_produce_sample(settings: Settings, count: int, poison_rate: float, seed: int) -> int:
+def run_produce_sample(
+    settings: Settings, count: int, poison_rate: float, seed: int, timeout_s: float = 10.0
+) -> int:
     from connector.kafka.admin import KafkaAdmin
     from connector.kafka.config import admin_config
     from connector.kafka.producer import KafkaProducer
+    from connector.kafka.rdlogs import LibrdkafkaLogs
 
     k = settings.kafka
     assert k is not None
+    # This command says what went wrong in one line; librdkafka's own lines stay at debug level.
+    admin = KafkaAdmin(
+        admin_config(k.bootstrap_servers, k.properties, logs=LibrdkafkaLogs(reported_by_caller=True))
+    )
+    try:
+        admin.list_topics(timeout_s)  # no broker: this one line now, before any client has retried
+    except KafkaPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
     registry = build_registry(settings)
-    producer = KafkaProducer(kafka_producer_config(settings))
-    admin = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties))
+    producer = KafkaProducer(kafka_producer_config(settings, LibrdkafkaLogs(reported_by_caller=True)))
     try:
         produced = produce_samples(
-            settings, producer, admin, registry, count, poison_rate, random.Random(seed)
+            settings, producer, admin, registry, count, poison_rate, random.Random(seed), timeout_s=timeout_s
         )
     finally:
         producer.close()
@@ -67,9 +78,10 @@ def produce_samples(
     poison_rate: float,
     rng: random.Random,
     partitions: int = 3,
+    timeout_s: float = 10.0,
 ) -> ProducedSamples:
     """Write `count` sample events to every mapped topic whose schema is one of the samples."""
-    admin.create_topics([m.topic for m in settings.mappings], partitions, 30.0)
+    admin.create_topics([m.topic for m in settings.mappings], partitions, timeout_s)
     produced = ProducedSamples()
     errors: list[str] = []
 

@@ -163,13 +163,19 @@ def _open(settings: Settings, factory: Callable[[], PartitionSource] | None) -> 
     if factory is not None:
         return factory()
     from connector.kafka.config import reader_config
+    from connector.kafka.rdlogs import LibrdkafkaLogs
     from connector.kafka.reader import PartitionReader
 
     k = settings.kafka
     assert k is not None
     try:
         return PartitionReader(
-            reader_config(k.bootstrap_servers, k.properties, client_id="optikpi-connector-dlq")
+            reader_config(
+                k.bootstrap_servers,
+                k.properties,
+                client_id="optikpi-connector-dlq",
+                logs=LibrdkafkaLogs(reported_by_caller=True),  # this command says it in one line
+            )
         )
     except KafkaPortError as exc:  # librdkafka refused a property: the user's configuration
         raise ConfigError([f"{settings.source}: kafka.properties: {exc}"]) from None

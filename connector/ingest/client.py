@@ -31,6 +31,7 @@ from connector.endpoints import ENDPOINTS, MAX_RECORDS_PER_REQUEST
 from connector.errors import CredentialsError, RetryBudgetExceeded, UploadCancelled
 from connector.ingest.backoff import Backoff, parse_retry_after
 from connector.ingest.jsjson import dumps_bytes
+from connector.ingest.outage import ApiOutage
 from connector.ingest.ratelimit import AdaptiveTokenBucket
 from connector.ingest.signing import FileToken, HmacAuth, StaticToken, TokenSource
 from connector.runtime.logs import get_logger
@@ -120,8 +121,11 @@ class IngestClient:
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         name: str = "optikpi",
+        outage: ApiOutage | None = None,
     ) -> None:
+        """`outage`: told of every transient failure and every answer, for reason `api` on /readyz."""
         self.name = name
+        self._outage = outage
         self._retry = retry
         self._max_records = min(batching.max_records, MAX_RECORDS_PER_REQUEST)
         self._max_bytes = batching.max_bytes
@@ -137,6 +141,8 @@ class IngestClient:
         self._auth = HmacAuth(
             destination.account_id, destination.workspace_id, token or token_source(destination)
         )
+        url = httpx.URL(destination.base_url)
+        self.host = f"{url.host}:{url.port}" if url.port else url.host  # never the path or a userinfo
         self._http = httpx.Client(
             base_url=destination.base_url,
             auth=self._auth,
@@ -281,6 +287,11 @@ class IngestClient:
                 self._metrics.request_seconds.labels(endpoint).observe(max(0.0, self._clock() - sent_at))
                 status_label = str(response.status_code) if response is not None else "error"
                 self._metrics.requests.labels(endpoint, status_label).inc()
+            if self._outage is not None:
+                if response is None or response.status_code >= 500 or response.status_code == 408:
+                    self._outage.failed(self.host, reason if response is None else str(response.status_code))
+                else:
+                    self._outage.answered(self.host)
             if response is not None:
                 status = response.status_code
                 if status < 300:
@@ -314,6 +325,8 @@ class IngestClient:
                 self._metrics.retries.labels(endpoint, reason).inc()
             log.warning(
                 "ingest request failed, retrying",
+                destination=self.name,
+                host=self.host,
                 endpoint=endpoint,
                 reason=reason,
                 attempt=attempt + 1,

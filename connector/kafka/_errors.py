@@ -5,6 +5,7 @@ from __future__ import annotations
 import confluent_kafka as ck
 
 from connector.errors import FatalKafkaError, KafkaPortError
+from connector.kafka.config import broker_hosts
 
 
 def describe(error: ck.KafkaError) -> str:
@@ -23,3 +24,10 @@ def port_error(exc: ck.KafkaException, what: str) -> KafkaPortError:
     if error.fatal():
         return FatalKafkaError(f"{what}: {describe(error)}")
     return KafkaPortError(f"{what}: {describe(error)}")
+
+
+def unreachable(bootstrap_servers: str, timeout_s: float, why: str) -> KafkaPortError:
+    """The one line every command prints when no broker answers (hosts only, never credentials)."""
+    return KafkaPortError(
+        f"cannot reach Kafka at {broker_hosts(bootstrap_servers)} within {timeout_s:g} s: {why}"
+    )

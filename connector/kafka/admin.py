@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaPortError
-from connector.kafka._errors import describe, kafka_error_of, port_error
+from connector.kafka._errors import describe, kafka_error_of, port_error, unreachable
 from connector.kafka.ports import AdminPort
 
 
@@ -22,16 +22,31 @@ def kafka_version() -> str:
     return f"confluent-kafka {client_version}, librdkafka {ck.libversion()[0]}"
 
 
+# What librdkafka says when no broker answered a request.
+_NO_ANSWER = frozenset({ck.KafkaError._TRANSPORT, ck.KafkaError._TIMED_OUT, ck.KafkaError._ALL_BROKERS_DOWN})
+
+
 class KafkaAdmin:
     """`AdminPort` on confluent-kafka's `AdminClient`."""
 
     def __init__(self, config: Mapping[str, object], replication_factor: int = -1) -> None:
         # -1 lets the broker apply its default replication factor (KIP-464).
         self._replication_factor = replication_factor
+        self._bootstrap = str(config.get("bootstrap.servers", ""))
+        self.last_error: str | None = None
+        settings = {"error_cb": self._on_error, **config}
         try:
-            self._admin = AdminClient(dict(config))  # type: ignore[arg-type]  # values checked by librdkafka
+            self._admin = AdminClient(settings)  # type: ignore[arg-type]  # values checked by librdkafka
         except ck.KafkaException as exc:
             raise port_error(exc, "cannot create the kafka admin client") from exc
+
+    def _on_error(self, error: ck.KafkaError) -> None:
+        # Kept for the one-line message: "connection refused" says more than "transport failure".
+        self.last_error = describe(error)
+
+    def _unreachable(self, timeout_s: float, error: object) -> KafkaPortError:
+        self._admin.poll(0)  # serves error_cb (and the log lines) queued meanwhile
+        return unreachable(self._bootstrap, timeout_s, self.last_error or str(error))
 
     def create_topics(self, names: Sequence[str], partitions: int, timeout_s: float) -> None:
         if not names:
@@ -61,6 +76,9 @@ class KafkaAdmin:
         try:
             metadata = self._admin.list_topics(timeout=timeout_s)
         except ck.KafkaException as exc:
+            error = kafka_error_of(exc)
+            if error is not None and error.code() in _NO_ANSWER:
+                raise self._unreachable(timeout_s, describe(error)) from exc
             raise port_error(exc, "cannot list topics") from exc
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
 

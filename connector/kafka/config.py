@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from connector.kafka.rdlogs import LibrdkafkaLogs
 from connector.runtime.logs import is_secret_key
 
 DEFAULT_CLIENT_ID = "optikpi-connector"
@@ -60,9 +61,13 @@ _REDACTED = "***"
 
 
 def _layered(
-    base: Mapping[str, object], properties: Mapping[str, object], guarded: Mapping[str, object]
+    base: Mapping[str, object],
+    properties: Mapping[str, object],
+    guarded: Mapping[str, object],
+    logs: LibrdkafkaLogs | None,
 ) -> dict[str, object]:
-    return {**base, **properties, **guarded}
+    # Every client's librdkafka lines go through structlog, rate-limited: never raw to stderr.
+    return {**base, **properties, **guarded, "logger": logs if logs is not None else LibrdkafkaLogs()}
 
 
 def consumer_config(
@@ -71,6 +76,8 @@ def consumer_config(
     auto_offset_reset: str,
     properties: Mapping[str, object],
     client_id: str = DEFAULT_CLIENT_ID,
+    *,
+    logs: LibrdkafkaLogs | None = None,
 ) -> dict[str, object]:
     """A group member's settings: manual commits only, cooperative rebalancing by default."""
     base: dict[str, object] = {
@@ -80,28 +87,40 @@ def consumer_config(
         "auto.offset.reset": auto_offset_reset,
         **CONSUMER_DEFAULTS,
     }
-    return _layered(base, properties, CONSUMER_GUARDED)
+    return _layered(base, properties, CONSUMER_GUARDED, logs)
 
 
 def producer_config(
-    bootstrap_servers: str, properties: Mapping[str, object], client_id: str = DEFAULT_CLIENT_ID
+    bootstrap_servers: str,
+    properties: Mapping[str, object],
+    client_id: str = DEFAULT_CLIENT_ID,
+    *,
+    logs: LibrdkafkaLogs | None = None,
 ) -> dict[str, object]:
     """An idempotent producer's settings; the consumer-only keys of `properties` are left out."""
     base: dict[str, object] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id}
     wanted = {key: value for key, value in properties.items() if not key.startswith(_CONSUMER_ONLY_PREFIXES)}
-    return _layered(base, wanted, PRODUCER_GUARDED)
+    return _layered(base, wanted, PRODUCER_GUARDED, logs)
 
 
 def admin_config(
-    bootstrap_servers: str, properties: Mapping[str, object], client_id: str = DEFAULT_CLIENT_ID
+    bootstrap_servers: str,
+    properties: Mapping[str, object],
+    client_id: str = DEFAULT_CLIENT_ID,
+    *,
+    logs: LibrdkafkaLogs | None = None,
 ) -> dict[str, object]:
     """An admin client's settings (nothing guarded: it neither commits nor produces)."""
     base: dict[str, object] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id}
-    return _layered(base, properties, {})
+    return _layered(base, properties, {}, logs)
 
 
 def reader_config(
-    bootstrap_servers: str, properties: Mapping[str, object], client_id: str = DEFAULT_CLIENT_ID
+    bootstrap_servers: str,
+    properties: Mapping[str, object],
+    client_id: str = DEFAULT_CLIENT_ID,
+    *,
+    logs: LibrdkafkaLogs | None = None,
 ) -> dict[str, object]:
     """Settings for a `PartitionReader`: the user's `properties` (security...), but never a group's."""
     base: dict[str, object] = {
@@ -110,7 +129,7 @@ def reader_config(
         "auto.offset.reset": "earliest",
     }
     wanted = {key: value for key, value in properties.items() if not key.startswith("group.")}
-    return _layered(base, wanted, READER_GUARDED)
+    return _layered(base, wanted, READER_GUARDED, logs)
 
 
 def redact_config(config: Mapping[str, object]) -> dict[str, object]:
@@ -124,3 +143,14 @@ def redact_config(config: Mapping[str, object]) -> dict[str, object]:
         else:  # callbacks, loggers: their repr says nothing useful and may say too much
             safe[key] = f"<{type(value).__name__}>"
     return safe
+
+
+def broker_hosts(bootstrap_servers: str) -> str:
+    """The `host:port` list of `bootstrap_servers`, for messages: without a `PROTOCOL://` prefix or
+    a `user:password@` part, should anyone have written one there."""
+    hosts = []
+    for server in bootstrap_servers.split(","):
+        server = server.strip().rsplit("://", 1)[-1].rsplit("@", 1)[-1]
+        if server:
+            hosts.append(server)
+    return ",".join(hosts)

@@ -115,7 +115,6 @@ class KafkaConsumer:
         self._errors = FatalErrorLatch(self._logger, "consumer")
         settings: dict[str, Any] = dict(config)
         settings.setdefault("error_cb", self._errors)
-        settings.setdefault("logger", self._logger)
         self._logger.debug("kafka consumer config", config=redact_config(settings), version=kafka_version())
         try:
             self._consumer = ck.Consumer(settings)

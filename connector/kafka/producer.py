@@ -32,7 +32,6 @@ class KafkaProducer:
         self._errors = FatalErrorLatch(self._logger, "producer")
         settings: dict[str, Any] = dict(config)
         settings.setdefault("error_cb", self._errors)
-        settings.setdefault("logger", self._logger)
         self._logger.debug("kafka producer config", config=redact_config(settings), version=kafka_version())
         try:
             self._producer = ck.Producer(settings)

@@ -17,16 +17,6 @@ from connector.kafka.ports import Record, TopicPartition
 from connector.runtime.logs import get_logger
 
 
-class _DebugLogs:
-    """Takes librdkafka's log lines at debug level: a reader's caller reports failures itself, in one line."""
-
-    def __init__(self, logger: Any) -> None:
-        self._logger = logger
-
-    def log(self, _level: int, message: str, *args: object) -> None:
-        self._logger.debug(message % args if args else message)
-
-
 class PartitionReader:
     """Reads chosen partitions from chosen offsets outside any consumer group (inspection tools).
 
@@ -40,7 +30,6 @@ class PartitionReader:
         self.last_error: str | None = None
         settings: dict[str, Any] = dict(config)
         settings.setdefault("error_cb", self._on_error)
-        settings.setdefault("logger", _DebugLogs(self._logger))
         self._logger.debug("kafka reader config", config=redact_config(settings), version=kafka_version())
         try:
             self._consumer = ck.Consumer(settings)

@@ -13,9 +13,12 @@ from connector.avro.schemas import load_schema
 from connector.config.settings import MappingSettings, Settings
 from connector.errors import ConfigError, KafkaPortError
 from connector.ingest.client import IngestClient
+from connector.ingest.outage import ApiOutage
 from connector.kafka.config import consumer_config, producer_config
-from connector.kafka.ports import ConsumerPort, ProducerPort
+from connector.kafka.ports import AdminPort, ConsumerPort, ProducerPort
+from connector.kafka.rdlogs import LibrdkafkaLogs
 from connector.mapping.compiled import TopicMapping
+from connector.pipeline.cluster import ClusterWatch
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.loop import Pipeline, Route, Uploader
 from connector.runtime.cpus import resolve_workers
@@ -73,11 +76,11 @@ def kafka_consumer_config(settings: Settings) -> dict[str, object]:
     return consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.properties)
 
 
-def kafka_producer_config(settings: Settings) -> dict[str, object]:
+def kafka_producer_config(settings: Settings, logs: LibrdkafkaLogs | None = None) -> dict[str, object]:
     """The dead-letter producer's settings (also used to replay dead letters and produce samples)."""
     k = settings.kafka
     assert k is not None
-    return producer_config(k.bootstrap_servers, k.properties, client_id="optikpi-connector-dlq")
+    return producer_config(k.bootstrap_servers, k.properties, client_id="optikpi-connector-dlq", logs=logs)
 
 
 @dataclass
@@ -105,7 +108,10 @@ def build_connector(
     uploaders: Mapping[str, Uploader] | None = None,
     registry: SchemaRegistryClient | None = None,
     clock: Callable[[], float] | None = None,
+    admin: AdminPort | None = None,
 ) -> Connector:
+    """`admin`: what ClusterWatch asks for the topics (reasons `topic` and `kafka`); by default a
+    Kafka admin client when the consumer is the real one, else no watch."""
     import time
 
     clock = clock or time.monotonic
@@ -119,6 +125,7 @@ def build_connector(
         if registry is not None:
             closers.append(registry.close)
     routes = build_routes(settings, registry)
+    consumer_is_kafka = consumer is None
     try:
         if consumer is None:
             from connector.kafka.consumer import KafkaConsumer
@@ -129,13 +136,29 @@ def build_connector(
 
             producer = KafkaProducer(kafka_producer_config(settings))
             closers.append(producer.close)
+        if admin is None and consumer_is_kafka:
+            from connector.kafka.admin import KafkaAdmin
+            from connector.kafka.config import admin_config
+
+            assert settings.kafka is not None
+            admin = KafkaAdmin(admin_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
     except KafkaPortError as exc:  # librdkafka refused a property: the user's configuration
         raise ConfigError([f"{settings.source}: kafka.properties: {exc}"]) from None
+    if admin is not None:
+        assert settings.kafka is not None
+        watch = ClusterWatch(admin, list(routes), health, settings.kafka.bootstrap_servers, clock=clock)
+        closers.append(watch.start().stop)
     if uploaders is None:
         used = {m.destination for m in settings.mappings}
+        outage = ApiOutage(health, settings.retry.unready_after_s, clock)
         clients = {
             name: IngestClient(
-                settings.destination(name), settings.retry, settings.batching, metrics=metrics, name=name
+                settings.destination(name),
+                settings.retry,
+                settings.batching,
+                metrics=metrics,
+                name=name,
+                outage=outage,
             )
             for name in sorted(used)
         }

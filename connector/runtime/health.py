@@ -25,6 +25,9 @@ class Reason(StrEnum):
     DEAD_LETTER = "dead_letter"  # cannot write to the dead-letter topic
     BACKPRESSURE = "backpressure"  # pauses only: a slow API makes us slow, not unready
     PARTITION_SHARE = "partition_share"  # pauses only: one partition holds more than its share
+    TOPIC = "topic"  # a mapped topic does not exist (re-checked until it does)
+    KAFKA = "kafka"  # no broker has answered for a few seconds
+    API = "api"  # uploads to a destination have failed transiently for longer than retry.unready_after_s
 
 
 class Health:
@@ -41,6 +44,7 @@ class Health:
 
     def set(self, reason: Reason, message: str, *, expected: bool = False) -> None:
         """`expected`: a planned state (shutting down) that is logged at info, not error."""
+        message = " ".join(message.split())  # /readyz gives one line per reason
         with self._lock:
             new = reason not in self._reasons
             self._reasons[reason] = message

@@ -10,7 +10,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -96,3 +97,32 @@ def configure(level: str = "info", json: bool | None = None, stream: TextIO | No
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+class RateLimiter:
+    """Lets each distinct key through once per `window_s`; counts what it held back meanwhile.
+
+    `admit(key)` returns None when the key was let through less than `window_s` ago (drop the line),
+    else how many lines of that key were dropped since it was last let through. Keys not seen for a
+    window are forgotten once there are many of them, so distinct messages cannot grow it forever.
+    """
+
+    _PRUNE_ABOVE = 1024
+
+    def __init__(self, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[object, tuple[float, int]] = {}  # key → (last let through at, dropped since)
+        self._lock = threading.Lock()
+
+    def admit(self, key: object) -> int | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is not None and now - entry[0] < self._window_s:
+                self._seen[key] = (entry[0], entry[1] + 1)
+                return None
+            if len(self._seen) > self._PRUNE_ABOVE:
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window_s}
+            self._seen[key] = (now, 0)
+            return entry[1] if entry is not None else 0

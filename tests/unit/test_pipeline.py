@@ -867,6 +867,9 @@ def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
         "dead_letter",
         "backpressure",
         "partition_share",
+        "topic",
+        "kafka",
+        "api",
     }
     health = Health(clock=lambda: 0.0)
     health.set(Reason.CREDENTIALS, "401 bad token")
