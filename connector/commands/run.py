@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 
 from connector import __version__
 from connector.config.settings import Settings
 from connector.errors import WorkerPoolError
 from connector.pipeline.wiring import build_connector
+from connector.runtime import stopping
 from connector.runtime.allocator import keep_heap_for_batches
 from connector.runtime.logs import get_logger
 
@@ -18,15 +17,14 @@ log = get_logger(__name__)
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
+    """SIGTERM and SIGINT drain the pipeline from now on (before, SIGTERM ends start-up: see
+    connector.runtime.stopping)."""
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
+    def handler(signum: int) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    stopping.hand_over(handler)
 
 
 def run_connector(settings: Settings) -> int:
@@ -47,13 +45,13 @@ def run_connector(settings: Settings) -> int:
         log.error("the transform worker processes did not start", error=str(exc))
         return 1
     server = None
-    if settings.server.port:
-        server = HealthServer(
-            connector.health, connector.metrics, settings.server.host, settings.server.port
-        ).start()
-        log.info("health server listening", port=server.port)
-    install_signal_handlers(connector.pipeline.request_stop)
     try:
+        if settings.server.port:
+            server = HealthServer(
+                connector.health, connector.metrics, settings.server.host, settings.server.port
+            ).start()
+            log.info("health server listening", port=server.port)
+        install_signal_handlers(connector.pipeline.request_stop)
         return connector.pipeline.run()
     finally:
         connector.close()
