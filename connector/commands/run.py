@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from connector import __version__
 from connector.config.settings import Settings
-from connector.errors import WorkerPoolError
+from connector.errors import KafkaPortError, WorkerPoolError
 from connector.pipeline.wiring import build_connector
 from connector.runtime import stopping
 from connector.runtime.allocator import keep_heap_for_batches
@@ -27,6 +27,27 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
     stopping.hand_over(handler)
 
 
+def warn_about_dead_letter_durability(settings: Settings) -> None:
+    """Checked once at start: a dead-letter topic that one broker loss can empty."""
+    from connector.commands.check import KAFKA_TIMEOUT_S, dead_letter_durability_warning
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+
+    k, dead_letter = settings.kafka, settings.dead_letter
+    if k is None or dead_letter is None:
+        return
+    try:
+        found = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties)).describe_topic(
+            dead_letter.topic, KAFKA_TIMEOUT_S
+        )
+    except KafkaPortError as exc:
+        log.warning("cannot describe the dead-letter topic", topic=dead_letter.topic, error=str(exc))
+        return
+    warning = None if found is None else dead_letter_durability_warning(found)
+    if warning is not None:
+        log.warning("dead-letter topic is not durable enough", topic=dead_letter.topic, problem=warning)
+
+
 def run_connector(settings: Settings) -> int:
     from connector.kafka.admin import kafka_version
     from connector.runtime.server import HealthServer
@@ -44,6 +65,7 @@ def run_connector(settings: Settings) -> int:
     except WorkerPoolError as exc:
         log.error("the transform worker processes did not start", error=str(exc))
         return 1
+    warn_about_dead_letter_durability(settings)
     server = None
     try:
         if settings.server.port:
