@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from connector.runtime.logs import get_logger
 
         # Nothing ran yet that needs draining, and no group was joined that needs leaving.
-        get_logger(__name__).info("stopped before start-up finished", signal=exc.signal_name)
+        get_logger(__name__).info(stopping.EARLY_STOP_EVENT, signal=exc.signal_name)
         return ExitCode.OK
     finally:
         restore_signals()

@@ -3,6 +3,7 @@ process's signal handlers as it found them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -39,5 +40,16 @@ def test_after_the_hand_over_a_signal_asks_the_pipeline_to_stop() -> None:
         stopping.hand_over(heard.append)
         os.kill(os.getpid(), signal.SIGTERM)
         assert heard == [signal.SIGTERM]
+    finally:
+        restore()
+
+
+def test_a_stop_swallowed_during_start_up_is_not_lost_at_the_hand_over() -> None:
+    restore = stopping.install_early()
+    try:
+        with contextlib.suppress(stopping.StopRequested):  # as a callback catching everything would
+            os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(stopping.StopRequested):
+            stopping.hand_over(lambda _signum: None)
     finally:
         restore()
