@@ -13,13 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector import __version__
-from connector.config.loader import load_settings
-from connector.config.settings import Settings
 from connector.endpoints import ENDPOINT_KEYS
 from connector.errors import ConfigError, ExitCode
+from connector.runtime import stopping
+
+if TYPE_CHECKING:  # the configuration's imports are heavy: a SIGTERM must find the handler first
+    from connector.config.settings import Settings
 
 CONFIG_HELP = "the configuration file (YAML)"
 
@@ -271,7 +273,23 @@ def _add_dlq_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restore_signals = stopping.install_early()
+    try:
+        return _main(argv)
+    except stopping.StopRequested as exc:
+        from connector.runtime.logs import get_logger
+
+        # Nothing ran yet that needs draining, and no group was joined that needs leaving.
+        get_logger(__name__).info(stopping.EARLY_STOP_EVENT, signal=exc.signal_name)
+        return ExitCode.OK
+    finally:
+        restore_signals()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        stopping.not_a_service()
     from connector.runtime import logs
 
     # The demo prints its own summary; per-record dead-letter warnings would bury it.
@@ -344,6 +362,8 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
         from connector.devtools.devstack import run_dev_stack
 
         return run_dev_stack(args.workdir, args.broker_port, args.registry_port, args.api_port)
+
+    from connector.config.loader import load_settings
 
     settings = load_settings(args.config, args.command)
     for dest in settings.destinations.values():

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 
 from connector import __version__
 from connector.config.settings import Settings
-from connector.errors import WorkerPoolError
+from connector.errors import KafkaPortError, WorkerPoolError
 from connector.pipeline.wiring import build_connector
+from connector.runtime import stopping
 from connector.runtime.allocator import keep_heap_for_batches
 from connector.runtime.logs import get_logger
 
@@ -18,15 +17,35 @@ log = get_logger(__name__)
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
+    """SIGTERM and SIGINT drain the pipeline from now on (before, SIGTERM ends start-up: see
+    connector.runtime.stopping)."""
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
+    def handler(signum: int) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    stopping.hand_over(handler)
+
+
+def warn_about_dead_letter_durability(settings: Settings) -> None:
+    """Checked once at start: a dead-letter topic that one broker loss can empty."""
+    from connector.commands.check import KAFKA_TIMEOUT_S, dead_letter_durability_warning
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+
+    k, dead_letter = settings.kafka, settings.dead_letter
+    if k is None or dead_letter is None:
+        return
+    try:
+        found = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties)).describe_topic(
+            dead_letter.topic, KAFKA_TIMEOUT_S
+        )
+    except KafkaPortError as exc:
+        log.warning("cannot describe the dead-letter topic", topic=dead_letter.topic, error=str(exc))
+        return
+    warning = None if found is None else dead_letter_durability_warning(found)
+    if warning is not None:
+        log.warning("dead-letter topic is not durable enough", topic=dead_letter.topic, problem=warning)
 
 
 def run_connector(settings: Settings) -> int:
@@ -46,14 +65,15 @@ def run_connector(settings: Settings) -> int:
     except WorkerPoolError as exc:
         log.error("the transform worker processes did not start", error=str(exc))
         return 1
+    warn_about_dead_letter_durability(settings)
     server = None
-    if settings.server.port:
-        server = HealthServer(
-            connector.health, connector.metrics, settings.server.host, settings.server.port
-        ).start()
-        log.info("health server listening", port=server.port)
-    install_signal_handlers(connector.pipeline.request_stop)
     try:
+        if settings.server.port:
+            server = HealthServer(
+                connector.health, connector.metrics, settings.server.host, settings.server.port
+            ).start()
+            log.info("health server listening", port=server.port)
+        install_signal_handlers(connector.pipeline.request_stop)
         return connector.pipeline.run()
     finally:
         connector.close()

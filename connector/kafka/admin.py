@@ -1,13 +1,16 @@
-"""`AdminPort` on confluent-kafka's `AdminClient` (topics and groups), and the client library versions."""
+"""`AdminPort` on confluent-kafka's `AdminClient` (topics and groups), what a topic looks like to a
+producer (`describe_topic`), and the client library versions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaPortError
@@ -24,6 +27,24 @@ def kafka_version() -> str:
 
 # What librdkafka says when no broker answered a request.
 _NO_ANSWER = frozenset({ck.KafkaError._TRANSPORT, ck.KafkaError._TIMED_OUT, ck.KafkaError._ALL_BROKERS_DOWN})
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """A topic as the metadata and, where the broker gives them, its configs describe it."""
+
+    name: str
+    partitions: int
+    replication_factor: int  # the fewest replicas of any partition
+    leaderless: tuple[int, ...]  # partitions without a leader: nothing can be written to them
+    fewest_in_sync: int  # the smallest in-sync replica set of any partition
+    configs: Mapping[str, str]  # empty when the broker does not describe them
+
+    def config_int(self, key: str) -> int | None:
+        try:
+            return int(self.configs[key])
+        except (KeyError, ValueError):
+            return None
 
 
 class KafkaAdmin:
@@ -81,6 +102,37 @@ class KafkaAdmin:
                 raise self._unreachable(timeout_s, describe(error)) from exc
             raise port_error(exc, "cannot list topics") from exc
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+
+    def describe_topic(self, name: str, timeout_s: float) -> TopicDescription | None:
+        """None when the topic does not exist. Reads metadata and configs only: writes nothing."""
+        try:
+            # All topics: a metadata request naming one may create it (auto.create.topics.enable).
+            metadata = self._admin.list_topics(timeout=timeout_s)
+        except ck.KafkaException as exc:
+            raise port_error(exc, f"cannot read the metadata of {name}") from exc
+        topic = metadata.topics.get(name)
+        if topic is None or not topic.partitions:
+            return None
+        if topic.error is not None:
+            raise KafkaPortError(f"cannot describe {name}: {describe(topic.error)}")
+        partitions = list(topic.partitions.values())
+        return TopicDescription(
+            name=name,
+            partitions=len(partitions),
+            replication_factor=min(len(p.replicas) for p in partitions),
+            leaderless=tuple(sorted(p.id for p in partitions if p.leader < 0)),
+            fewest_in_sync=min(len(p.isrs) for p in partitions),
+            configs=self._topic_configs(name, timeout_s),
+        )
+
+    def _topic_configs(self, name: str, timeout_s: float) -> dict[str, str]:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        try:
+            future = self._admin.describe_configs([resource], request_timeout=timeout_s)[resource]
+            entries = future.result(timeout=timeout_s)
+        except (ck.KafkaException, FutureTimeoutError, ValueError, TypeError):
+            return {}  # not every broker (or ACL) allows it: the metadata still answers
+        return {key: entry.value for key, entry in entries.items() if entry.value is not None}
 
     def list_groups(self, timeout_s: float) -> set[str]:
         """Names of the consumer groups the cluster knows (any group that joined or committed)."""

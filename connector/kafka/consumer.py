@@ -10,13 +10,19 @@ Choices that matter for correctness:
   is called from inside `consume()`; confluent-kafka performs the incremental (un)assign itself
   right after the callback returns (or raises), so the revoked partitions are still owned, and can
   be committed, while `on_revoke` runs;
-- `close()` leaves the group without calling the listener: the caller commits first;
+- `close()` leaves the group without calling the listener: the caller commits first. A member
+  whose join is still in flight cannot leave until it is answered (the coordinator answers a
+  connection's requests in order, and a JoinGroup may be held for up to half the session timeout,
+  by Tansu on every first join): close gives the join time to finish, else the coordinator keeps
+  a member nobody will ever speak for, and the next member's join waits out the rebalance
+  timeout (max.poll.interval.ms, 5 minutes by default);
 - end offsets come from fetch responses (`cached=True`), never from ListOffsets, which some
   brokers (Tansu) answer wrongly.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +129,8 @@ class KafkaConsumer:
         self._listener: RebalanceListener | None = None
         self._lost_now: set[TopicPartition] = set()
         self._tps: dict[tuple[str, int], TopicPartition] = {}
+        self._subscribed = False
+        self._joined = False  # an assignment (maybe empty) has come back from the coordinator
         self._closing = False
         self._closed = False
 
@@ -134,11 +142,13 @@ class KafkaConsumer:
             )
         except ck.KafkaException as exc:
             raise port_error(exc, "subscribe failed") from exc
+        self._subscribed = True
 
     # The callbacks below do not (incremental_)assign themselves: confluent-kafka does the
     # cooperative incremental assign/unassign right after they return, even when they raise.
     # Cooperative rebalances also call back with empty lists (nothing gained); those are not passed on.
     def _on_assign(self, _consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        self._joined = True
         if partitions and self._listener is not None and not self._closing:
             self._listener.on_assign(to_port(partitions))
 
@@ -248,16 +258,30 @@ class KafkaConsumer:
     def high_watermarks(self) -> dict[TopicPartition, int]:
         return {} if self._closed else cached_high_watermarks(self._consumer)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 0.0) -> None:
         if self._closed:
             return
         self._closing = True
         try:
+            self._finish_join(timeout_s)
             self._consumer.close()
         except ck.KafkaException as exc:
             raise port_error(exc, "close failed") from exc
         finally:
             self._closed = True
+
+    def _finish_join(self, timeout_s: float) -> None:
+        """Serve the consumer until its join is answered (or `timeout_s` passes), so that the leave
+        close() sends is not queued behind it. The listener hears nothing of it (closing), and
+        records fetched meanwhile are dropped uncommitted."""
+        deadline = time.monotonic() + timeout_s
+        while self._subscribed and not self._joined and time.monotonic() < deadline:
+            try:
+                self._consumer.consume(
+                    num_messages=1, timeout=min(0.1, max(0.0, deadline - time.monotonic()))
+                )
+            except ck.KafkaException:
+                return  # the client cannot go on: close() says the rest
 
     @property
     def member_id(self) -> str | None:

@@ -132,8 +132,9 @@ class ConsumerPort(Protocol):
         """End offsets as last seen in fetched data (not ListOffsets: some brokers answer it wrongly)."""
         ...
 
-    def close(self) -> None:
-        """Leave the group. No commit happens here; the caller commits first."""
+    def close(self, timeout_s: float = 0.0) -> None:
+        """Leave the group. No commit happens here; the caller commits first. A join still in
+        progress gets up to `timeout_s` to finish first: a leave cannot overtake it."""
         ...
 
 

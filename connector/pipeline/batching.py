@@ -126,7 +126,11 @@ class DispatchQueue:
         return out
 
     def finished(self, batch: Batch) -> None:
-        for tp in batch.partitions:
+        self.release(batch.partitions)
+
+    def release(self, partitions: Iterable[TopicPartition]) -> None:
+        """An in-flight batch no longer holds these partitions."""
+        for tp in partitions:
             count = self._busy.get(tp, 0) - 1
             if count > 0:
                 self._busy[tp] = count

@@ -7,7 +7,10 @@ thread reads (`settle`), so nothing else is shared between threads.
 
 A batch the API refused for credentials is never a data problem: it stays in flight, parked (its
 partitions blocked, nothing committed past it), and probes the API again on the retry schedule,
-while nothing else is sent and every partition is paused.
+while nothing else is sent and every partition is paused. All parked batches wait on that one
+condition: the first accepted upload resumes every one of them at once. A parked batch loses the
+records of partitions revoked meanwhile (and is gone once it holds none): their next owner sends
+them, and a probe must not send them a second time.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class Dispatcher:
         self._in_flight: dict[int, Batch] = {}
         self._completions: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
         self._refused: RetrySchedule[Batch] = RetrySchedule(credentials_backoff, clock)
+        # Partitions revoked while a batch holding them was being sent: should that batch come back
+        # refused, it parks without their records.
+        self._revoked_in_flight: dict[int, set[TopicPartition]] = {}
 
     # ------------------------------------------------------------------ batching
     def add(self, record: Record, destination: str, endpoint: str, body: bytes) -> None:
@@ -126,11 +132,32 @@ class Dispatcher:
             acc.drop_partitions(gone)
         for dq in self._queues.values():
             dq.drop_partitions(gone)
+        parked = {batch.id for batch in self._refused.waiting()}
+        for batch in self._refused.waiting():
+            self._unpark_partitions(batch, gone)
+        for batch_id, batch in self._in_flight.items():
+            if batch_id not in parked and not gone.isdisjoint(batch.partitions):
+                self._revoked_in_flight.setdefault(batch_id, set()).update(gone)
+
+    def _unpark_partitions(self, batch: Batch, gone: set[TopicPartition]) -> None:
+        """Take the records of `gone` out of a parked (not in flight) batch; forget it when empty."""
+        leaving = batch.partitions & gone
+        if not leaving:
+            return
+        batch.items = [item for item in batch.items if item.record.tp not in leaving]
+        batch.body_bytes = 1 + sum(len(item.body) + 1 for item in batch.items)
+        self._queues[batch.key].release(leaving)
+        if not batch.items:
+            self._refused.remove(batch)
+            self._in_flight.pop(batch.id, None)
 
     def poll_timeout(self, longest: float) -> float:
         """How long consume() may block: no longer than until the next batch is due."""
         timeout = longest
         now = self._clock()
+        probe_at = self._refused.due_at()
+        if probe_at is not None:
+            timeout = min(timeout, max(0.0, probe_at - now))
         for acc in self._accumulators.values():
             due = acc.due_at()
             if due is not None:
@@ -191,15 +218,18 @@ class Dispatcher:
     def _complete(self, c: _Completion, on_uploaded: Callable[[Batch, str, UploadResult], None]) -> None:
         batch = c.batch
         destination, endpoint, _ = batch.key
+        revoked = self._revoked_in_flight.pop(batch.id, set())
         if isinstance(c.error, CredentialsError):
             delay = self._refused.schedule(batch)
+            self._unpark_partitions(batch, revoked)
             self._health.set(Reason.CREDENTIALS, str(c.error))
             self._pauses.pause_all(Reason.CREDENTIALS)
             log.error(
                 "ingest API refused our credentials; paused, nothing committed or dead-lettered",
                 destination=destination,
+                endpoint=endpoint,
                 status=c.error.status,
-                retry_in_s=delay,
+                retry_in_s=round(delay, 3),
             )
             return
         self._in_flight.pop(batch.id, None)

@@ -407,7 +407,7 @@ class Pipeline:
                 self._fatal = self._fatal or f"Kafka client failed: {exc}"
             finally:
                 self._dead_letters.flush(5.0)
-                self._consumer.close()
+                self._consumer.close(max(0.0, started + self._shutdown_timeout_s - self._clock()))
         elapsed = self._clock() - started
         if self._fatal:
             log.error("connector stopped on a fatal error", reason=self._fatal, drain_s=round(elapsed, 3))

@@ -281,17 +281,18 @@ def test_a_batch_parked_on_credentials_is_not_overtaken_by_the_next_one() -> Non
     produce(kit, deposits(range(3)), partition=0)
     produce(kit, deposits(range(100, 106)), partition=1)  # two batches
     refused = CredentialsError(401, "deposit", "bad token")
-    kit.uploader.fail_with = [refused, refused]  # both first batches: probes after 2.5-5 s and 5-10 s
+    kit.uploader.fail_with = [refused, refused]  # both first batches
     p = kit.started()
 
     p.step()
     assert kit.uploader.calls == 2
-    step_until(lambda: committed(kit, TP0) == 3, p)  # the first probe restores sending...
-    assert kit.clock.now() < 10.0
-    assert received(kit) == ids(range(3))  # ...but partition 1's second batch waits for its first
-
-    step_until(lambda: committed(kit, TP1) == 6, p)
-    assert received(kit) == ids([0, 1, 2, *range(100, 106)])
+    step_until(lambda: committed(kit, TP0) == 3 and committed(kit, TP1) == 6, p)
+    # Both parked batches probed together at the first wait (2.5-5 s), not one wait after the other.
+    assert kit.uploader.call_times[2] == kit.uploader.call_times[3] <= 5.0
+    got = received(kit)
+    assert sorted(got) == sorted(ids([0, 1, 2, *range(100, 106)]))
+    partition_1 = set(ids(range(100, 106)))
+    assert [i for i in got if i in partition_1] == ids(range(100, 106))  # its second batch after its first
 
 
 # ================================================================ 4. poison never blocks
@@ -484,6 +485,112 @@ def test_credential_probes_of_two_pods_do_not_run_in_lockstep() -> None:
     _, _, other = _probe_gaps(seed=2)
     assert_backs_off(other, 5.0, 60.0, slack=0.4)
     assert sum(abs(a - b) for a, b in zip(one, other, strict=True)) > 5.0
+
+
+def test_refusals_log_the_real_wait_until_the_next_probe() -> None:
+    kit = make_kit(partitions=3)
+    for partition in range(3):
+        produce(kit, deposits(range(100 * partition, 100 * partition + 3)), partition=partition)
+    refused = CredentialsError(401, "deposit", "bad token")
+    kit.uploader.fail_with = [refused] * 3  # three lanes' batches refused together
+    kit.executor.hold = True
+    p = kit.started()
+    p.step()
+    assert len(kit.executor.held) == 3
+
+    with capture_logs() as logs:
+        for index in (0, 0, 0):
+            kit.executor.release(index)
+            p.step()
+            kit.clock.advance(0.5)  # each refusal answers half a second after the previous one
+    kit.executor.hold = False
+    waits = [e["retry_in_s"] for e in logs if "retry_in_s" in e]
+    assert len(waits) == 3
+    # One wait for all three (2.5-5 s, not up to the cap), each logging what is left of it.
+    assert 2.5 <= waits[0] <= 5.0
+    assert waits[1] == pytest.approx(waits[0] - 0.5, abs=1e-3)
+    assert waits[2] == pytest.approx(waits[0] - 1.0, abs=1e-3)
+    step_until(lambda: all(committed(kit, TopicPartition("deposits", n)) == 3 for n in range(3)), p)
+    probes = kit.uploader.call_times[3:6]
+    assert probes == [pytest.approx(waits[0], abs=1e-3)] * 3  # the probes went when the log said
+
+
+def test_when_a_probe_is_accepted_every_parked_batch_resumes_at_once() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)
+    produce(kit, deposits(range(100, 103)), partition=1)
+    refused = CredentialsError(401, "deposit", "bad token")
+    kit.uploader.fail_with = [refused]
+    kit.executor.hold = True
+    p = kit.started()
+    p.step()
+    kit.executor.release(0)  # partition 0's batch: refused
+    p.step()
+    step_until(lambda: len(kit.executor.held) == 2, p)  # its probe went out after the first wait
+    probe_sent = kit.clock.now()
+    # Partition 1's batch, sent before the refusal, is refused only now, after the probe left: it
+    # waits for a wait of its own (5-10 s)...
+    kit.uploader.fail_with = [refused]
+    kit.executor.release(0)
+    p.step()
+    assert "credentials" in p.health.reasons()
+    kit.executor.release(0)  # ...but the probe is accepted: the API takes our credentials again
+    p.step()
+    p.step()
+    assert p.health.ready
+    assert [kit.executor.held_ids(i) for i in range(len(kit.executor.held))] == [ids(range(100, 103))]
+    assert kit.clock.now() < probe_sent + 1.0  # partition 1's batch went at once, without its wait
+    kit.executor.hold = False
+    kit.executor.release()
+    step_until(lambda: committed(kit, TP0) == 3 and committed(kit, TP1) == 3, p)
+    assert sorted(received(kit)) == sorted(ids([0, 1, 2, 100, 101, 102]))
+
+
+def test_a_parked_batch_of_revoked_partitions_is_dropped_not_probed() -> None:
+    kit = make_kit(partitions=2)
+    produce(kit, deposits(range(3)), partition=0)
+    produce(kit, deposits(range(100, 103)), partition=1)
+    refused = CredentialsError(401, "deposit", "bad token")
+    kit.uploader.fail_with = [refused] * 4  # both batches, then both again at the probe in the drain
+    m1 = kit.started()
+    m1.step()
+    assert "credentials" in m1.health.reasons()
+    m2 = kit.started(member="m2")
+    m2.step()
+    m1.step()  # on_revoke: partition 1's batch cannot finish (still refused); m1 lets it go
+    assert kit.broker.owners(GROUP) == {TP0: "m1"}
+    assert kit.uploader.calls == 4 and kit.uploader.fail_with == []
+
+    _finish(kit, m1, m2, expect={TP0: 3, TP1: 3})
+    got = Counter(received(kit))
+    assert set(got) == set(ids([0, 1, 2, 100, 101, 102]))
+    assert set(got.values()) == {1}  # partition 1 sent once, by its new owner
+    assert {o for _g, tp, o, m in kit.broker.commit_log if tp == TP1 and m == "m1"} <= {0}
+
+
+def test_a_batch_refused_after_its_partitions_were_revoked_parks_without_them() -> None:
+    kit = make_kit(partitions=2)
+    m1, m2 = _two_members_with_held_batches(kit)  # one batch per partition, held in flight
+    refused = CredentialsError(401, "deposit", "bad token")
+    m1.step()  # on_revoke: partition 1's upload does not answer within the drain deadline
+    assert kit.broker.owners(GROUP) == {TP0: "m1"}
+    kit.uploader.fail_with = [refused]
+    [late] = [i for i in range(len(kit.executor.held)) if kit.executor.held_ids(i) == ids(range(100, 103))]
+    kit.executor.release(late)  # ...and then comes back refused: nothing of it is kept to probe
+    m1.step()
+    assert "credentials" in m1.health.reasons()
+    kit.executor.hold = False
+    kit.executor.release()
+
+    def a_minute_later() -> bool:  # long past every probe m1 could still make
+        kit.clock.advance(1.0)
+        return kit.clock.now() > 60.0
+
+    step_until(a_minute_later, m1, m2)
+    assert committed(kit, TP0) == 3 and committed(kit, TP1) == 3
+    got = Counter(received(kit))
+    assert set(got) == set(ids([0, 1, 2, 100, 101, 102]))
+    assert set(got.values()) == {1}
 
 
 # ================================================================ 6. bounded memory
@@ -912,16 +1019,31 @@ def test_a_partition_paused_for_two_reasons_resumes_when_both_cleared() -> None:
     assert metrics.registry.get_sample_value("optikpi_paused_partitions") == 0
 
 
-def test_retry_schedule_waits_longer_each_failure_until_a_success() -> None:
+def test_retry_schedule_items_failing_together_share_one_wait_and_rounds_wait_longer() -> None:
     now = [0.0]
     schedule: RetrySchedule[str] = RetrySchedule(Backoff((1.0, 30.0)), lambda: now[0])
-    waits = [schedule.schedule(name) for name in ("a", "b", "c")]
-    for attempt, wait in enumerate(waits):
-        assert 2**attempt / 2 <= wait <= 2**attempt
-    assert schedule.due(0.49) == [] and len(schedule) == 3
-    assert schedule.due(4.0) == ["a", "b", "c"] and len(schedule) == 0
+    first = schedule.schedule("a")
+    assert 0.5 <= first <= 1.0
+    now[0] = 0.25
+    assert schedule.schedule("b") == pytest.approx(first - 0.25)  # joins the running wait: the real wait
+    assert schedule.due(first - 0.01) == [] and len(schedule) == 2
+    assert schedule.due(first) == ["a", "b"] and len(schedule) == 0
+    now[0] = first
+    second = schedule.schedule("a")  # failed again: the next round waits longer
+    assert 1.0 <= second <= 2.0
+
+
+def test_retry_schedule_success_makes_everything_waiting_due_at_once() -> None:
+    now = [0.0]
+    schedule: RetrySchedule[str] = RetrySchedule(Backoff((1.0, 30.0)), lambda: now[0])
+    for _ in range(3):  # three failed rounds: the next wait would be 4-8 s
+        schedule.schedule("a")
+        now[0] += 10.0
+        assert schedule.due(now[0]) == ["a"]
+    schedule.schedule("late")
     schedule.succeeded()
-    assert 0.5 <= schedule.schedule("d") <= 1.0
+    assert schedule.due(now[0]) == ["late"]
+    assert 0.5 <= schedule.schedule("d") <= 1.0  # the count starts over
 
 
 def test_breaker_counts_against_the_full_window() -> None:

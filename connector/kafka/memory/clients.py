@@ -210,7 +210,7 @@ class InMemoryConsumer:
         owned = self._owned_snapshot()
         return {tp: high for tp, high in self._seen_high.items() if tp in owned}
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 0.0) -> None:
         if self._closed or self._killed:
             return
         self._closed = True
