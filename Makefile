@@ -44,7 +44,7 @@ test-unit: $(STAMP) ## only the fast deterministic tests
 test-broker: $(STAMP) ## only the tests against the embedded Kafka-protocol broker
 	$(BIN)/python -m pytest -m "broker and not slow" -q
 
-chaos: $(STAMP) ## long fault-injection runs (kill -9 loops, API outages)
+chaos: $(STAMP) ## the fault-injection suite at full size (tests/broker/chaos); regenerates docs/reliability.md
 	$(BIN)/python -m pytest -m slow -q
 
 bench: $(STAMP) ## benchmarks: the sandbox alone (docs/bench-sandbox.md), then the connector beside its references (docs/performance.md)

@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of requests whose connection is closed without an answer",
     )
     sandbox.add_argument(
+        "--slow-rate", type=_fraction, default=0.0, help="share of requests answered --slow-ms later"
+    )
+    sandbox.add_argument(
+        "--slow-ms", type=_non_negative(int), default=0, help="extra latency of the slow requests"
+    )
+    sandbox.add_argument(
         "--max-body-bytes", type=_non_negative(int), default=1_000_000, help="larger requests get 413"
     )
     sandbox.add_argument(
@@ -339,6 +345,8 @@ def _dispatch(args: argparse.Namespace, json_logs: bool | None) -> int:
                 throttle_rate=args.throttle_rate,
                 latency_ms=args.latency_ms,
                 drop_rate=args.drop_rate,
+                slow_rate=args.slow_rate,
+                slow_ms=args.slow_ms,
                 max_body_bytes=args.max_body_bytes,
                 store=args.store,
                 seed=args.seed,

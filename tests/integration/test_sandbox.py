@@ -22,6 +22,7 @@ from connector.devtools.sandbox.server import (
     SandboxServer,
     run_sandbox,
 )
+from connector.devtools.sandbox.state import Faults, SandboxState
 from connector.ingest.jsjson import dumps_bytes
 from connector.ingest.signing import HmacAuth, StaticToken, derive_key, sign
 from connector.runtime.clock import FakeClock
@@ -433,7 +434,14 @@ def test_fail_fault_answers_5xx(sandbox: SandboxServer, client: httpx.Client, ad
 
     statuses = {post(client, GAMING, batch(1)).status_code for _ in range(20)}
 
-    assert set_reply.json() == {"fail_rate": 1.0, "throttle_rate": 0.0, "latency_ms": 0, "drop_rate": 0.0}
+    assert set_reply.json() == {
+        "fail_rate": 1.0,
+        "throttle_rate": 0.0,
+        "latency_ms": 0,
+        "drop_rate": 0.0,
+        "slow_rate": 0.0,
+        "slow_ms": 0,
+    }
     assert statuses <= {500, 503}
     assert statuses == {500, 503}  # seeded: both kinds occur in 20 draws
     assert sandbox.records() == []
@@ -484,9 +492,53 @@ def test_latency_fault_is_reported(admin: httpx.Client) -> None:
     assert admin.get("/_sandbox/faults").json()["latency_ms"] == 5
 
 
+def sandbox_state(**faults: Any) -> SandboxState:
+    values = {"fail_rate": 0.0, "throttle_rate": 0.0, "latency_ms": 0, "drop_rate": 0.0, **faults}
+    return SandboxState(
+        account_id=DEMO_ACCOUNT_ID,
+        workspace_id=DEMO_WORKSPACE_ID,
+        faults=Faults(**values),
+        rate_limit_scale=0,
+        seed=3,
+        store=None,
+        clock=FakeClock(),
+    )
+
+
+def test_slow_fault_adds_its_latency_to_its_share_of_requests_only() -> None:
+    # The draws are checked, not the time: a long tail of slow answers above the base latency.
+    state = sandbox_state(latency_ms=10, slow_rate=0.25, slow_ms=3000)
+    latencies = [state.draw_faults().latency_s for _ in range(400)]
+    assert set(latencies) == {0.01, 3.01}
+    assert 60 <= latencies.count(3.01) <= 140
+    assert {sandbox_state(latency_ms=10, slow_ms=3000).draw_faults().latency_s} == {0.01}
+
+
+def test_slow_draws_leave_the_seeded_sequence_of_the_other_faults_alone() -> None:
+    plain = sandbox_state(fail_rate=0.3, drop_rate=0.3)
+    slowed = sandbox_state(fail_rate=0.3, drop_rate=0.3, slow_rate=0.5, slow_ms=100)
+    for _ in range(50):
+        a, b = plain.draw_faults(), slowed.draw_faults()
+        assert (a.drop, a.fail_status, a.throttle) == (b.drop, b.fail_status, b.throttle)
+
+
+def test_a_client_tag_in_the_path_is_served_as_usual_and_remembered(sandbox: SandboxServer) -> None:
+    tagged = ingest_client(sandbox)
+    tagged.base_url = httpx.URL(sandbox.base_url_for("worker-7"))
+    with tagged, ingest_client(sandbox) as plain:
+        assert post(tagged, GAMING, batch(2)).status_code == 200
+        assert post(plain, GAMING, batch(1, start=2)).status_code == 200
+
+    assert [r["event_id"] for r in sandbox.records()] == [gaming_record(i)["event_id"] for i in range(3)]
+    assert sandbox.clients() == ["worker-7", "worker-7", None]
+    assert sandbox.clients("gaming-activity") == ["worker-7", "worker-7", None]
+
+
 @pytest.mark.parametrize(
     "payload",
     [
+        {"slow_rate": 2},
+        {"slow_ms": 0.5},
         {"fail_rate": 1.5},
         {"drop_rate": -0.1},
         {"latency_ms": -1},
@@ -500,7 +552,14 @@ def test_invalid_fault_settings_are_400(sandbox: SandboxServer, admin: httpx.Cli
 
     assert response.status_code == 400
     assert admin.get("/_sandbox/faults").json() == sandbox.faults()
-    assert sandbox.faults() == {"fail_rate": 0.0, "throttle_rate": 0.0, "latency_ms": 0, "drop_rate": 0.0}
+    assert sandbox.faults() == {
+        "fail_rate": 0.0,
+        "throttle_rate": 0.0,
+        "latency_ms": 0,
+        "drop_rate": 0.0,
+        "slow_rate": 0.0,
+        "slow_ms": 0,
+    }
 
 
 def test_set_faults_validates() -> None:
@@ -531,6 +590,7 @@ def test_repeated_idempotency_key_is_answered_but_not_stored_twice(
     assert len(sandbox.records()) == 6
     stats = sandbox.stats()
     assert stats["duplicates"] == 1
+    assert stats["replayed_records"] == 3
     assert stats["accepted"]["gaming-activity"] == 6
 
 

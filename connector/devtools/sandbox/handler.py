@@ -27,7 +27,12 @@ Admin API (never subject to faults, limits or auth): `GET /_sandbox/records[?end
 `DELETE /_sandbox/records` (clears records, idempotency keys and stats; a --store file is an append-only log
 and is kept), `GET /_sandbox/stats`, `GET|POST /_sandbox/faults`, `GET /_sandbox/health`.
 
-In stats, "duplicates" counts requests answered from the idempotency cache and "rejected_requests" counts
+Client tags: a path `/_client/TAG/apigw/ingest/...` is served like `/apigw/ingest/...`, and the records it
+stores remember TAG (`SandboxServer.clients()`), so that several connectors sharing one sandbox (and its
+idempotency keys) can be told apart in a test: give each a base URL with its own tag.
+
+In stats, "duplicates" counts requests answered from the idempotency cache, "replayed_records" the records
+in them, and "rejected_requests" counts
 ingest requests refused for their content or credentials (400, 401, 413); throttling, faults and routing
 errors show only in the per-status counts.
 """
@@ -61,6 +66,7 @@ __all__ = ["INGEST_PREFIX", "SandboxAPI", "SandboxHandler"]
 
 INGEST_PREFIX: Final = "/apigw/ingest"
 ADMIN_PREFIX: Final = "/_sandbox/"
+CLIENT_PREFIX: Final = "/_client/"
 
 _MIN_READ_CAP: Final = 8 * 1024 * 1024
 _INGEST_PATHS: Final[dict[str, Endpoint]] = {INGEST_PREFIX + e.path: e for e in ENDPOINTS.values()}
@@ -100,7 +106,9 @@ class SandboxAPI:
 
     # ---- ingest
 
-    def ingest(self, endpoint: Endpoint, headers: Mapping[str, str | None], body: bytes) -> Reply | None:
+    def ingest(
+        self, endpoint: Endpoint, headers: Mapping[str, str | None], body: bytes, client: str | None = None
+    ) -> Reply | None:
         """The answer to one POST on `endpoint`; None means: close the connection without answering."""
         draw = self.state.draw_faults()
         if draw.drop:
@@ -108,12 +116,17 @@ class SandboxAPI:
             return None
         if draw.latency_s > 0:
             time.sleep(draw.latency_s)
-        reply = self._answer(endpoint, headers, body, draw)
+        reply = self._answer(endpoint, headers, body, draw, client)
         self.state.count_answer(endpoint.key, reply.status)
         return reply
 
     def _answer(
-        self, endpoint: Endpoint, headers: Mapping[str, str | None], body: bytes, draw: FaultDraw
+        self,
+        endpoint: Endpoint,
+        headers: Mapping[str, str | None],
+        body: bytes,
+        draw: FaultDraw,
+        client: str | None,
     ) -> Reply:
         if draw.fail_status is not None:
             return error(draw.fail_status, "Injected server failure", "server", "injected failure")
@@ -148,7 +161,7 @@ class SandboxAPI:
         invalid = self.state.invalid(endpoint.key, records)
         if invalid is not None:
             return invalid_records(invalid)
-        return accepted(self.state.accept(endpoint.key, key, records))
+        return accepted(self.state.accept(endpoint.key, key, records, client))
 
     def _check_auth(self, headers: Mapping[str, str | None], body: bytes) -> Reply | None:
         content_type = headers.get("content-type")
@@ -250,6 +263,16 @@ class SandboxAPI:
 # HTTP framing
 
 
+def _client_tag(path: str) -> tuple[str, str | None]:
+    """(the path without a leading `/_client/TAG`, TAG or None)."""
+    if not path.startswith(CLIENT_PREFIX):
+        return path, None
+    tag, slash, rest = path[len(CLIENT_PREFIX) :].partition("/")
+    if not tag or not slash:
+        return path, None
+    return "/" + rest, tag
+
+
 class _FramingError(Exception):
     def __init__(self, reply: Reply) -> None:
         super().__init__(reply.status)
@@ -284,7 +307,8 @@ class SandboxHandler(QuietHandler):
             self.close_connection = True
             return
         url = urlsplit(self.path)
-        endpoint = _INGEST_PATHS.get(url.path)
+        path, client = _client_tag(url.path)
+        endpoint = _INGEST_PATHS.get(path)
         if endpoint is not None:
             if self.command != "POST":
                 reply: Reply | None = error(
@@ -293,7 +317,7 @@ class SandboxHandler(QuietHandler):
                 )  # fmt: skip
             else:
                 headers = {name: self.headers.get(name) for name in _HEADERS_READ}
-                reply = api.ingest(endpoint, headers, body)
+                reply = api.ingest(endpoint, headers, body, client)
         elif url.path.startswith(ADMIN_PREFIX):
             reply = api.admin(self.command, url.path, url.query, body)
         else:

@@ -55,6 +55,8 @@ class SandboxOptions:
     throttle_rate: float = 0.0
     latency_ms: int = 0
     drop_rate: float = 0.0
+    slow_rate: float = 0.0  # share of requests answered only after slow_ms more
+    slow_ms: int = 0
     max_body_bytes: int = 1_000_000
     store: Path | None = None  # accepted records are appended here as JSON lines
     seed: int | None = None  # seeds the fault-injection RNG
@@ -75,6 +77,8 @@ class SandboxOptions:
                 "throttle_rate": self.throttle_rate,
                 "latency_ms": self.latency_ms,
                 "drop_rate": self.drop_rate,
+                "slow_rate": self.slow_rate,
+                "slow_ms": self.slow_ms,
             }
         )
 
@@ -87,7 +91,14 @@ class SandboxServer:
         self._state = SandboxState(
             account_id=options.account_id,
             workspace_id=options.workspace_id,
-            faults=Faults(options.fail_rate, options.throttle_rate, options.latency_ms, options.drop_rate),
+            faults=Faults(
+                options.fail_rate,
+                options.throttle_rate,
+                options.latency_ms,
+                options.drop_rate,
+                options.slow_rate,
+                options.slow_ms,
+            ),
             rate_limit_scale=options.rate_limit_scale,
             seed=options.seed,
             store=options.store,
@@ -142,6 +153,14 @@ class SandboxServer:
         """Accepted records in arrival order (all endpoints' when `endpoint` is None)."""
         return [record for _, record in self._state.records(endpoint)]
 
+    def clients(self, endpoint: str | None = None) -> list[str | None]:
+        """The client tag (see handler.py) of each record `records(endpoint)` returns, in that order."""
+        return self._state.clients(endpoint)
+
+    def base_url_for(self, client: str) -> str:
+        """A base URL whose requests the sandbox serves as usual and tags with `client`."""
+        return f"{self.root_url}/_client/{client}{INGEST_PREFIX}"
+
     def entries(self) -> list[tuple[str, dict[str, Any]]]:
         """Accepted records with their endpoint key, in arrival order."""
         return self._state.records(None)
@@ -156,7 +175,8 @@ class SandboxServer:
         return self._state.faults()
 
     def set_faults(self, **kw: float) -> None:
-        """Change fail_rate / throttle_rate / latency_ms / drop_rate; ValueError on a bad value."""
+        """Change fail_rate / throttle_rate / latency_ms / drop_rate / slow_rate / slow_ms; ValueError
+        on a bad value."""
         self._state.set_faults(kw)
 
 

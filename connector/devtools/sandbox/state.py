@@ -28,7 +28,9 @@ _IDEMPOTENCY_KEYS_KEPT: Final = 100_000
 _MAX_ERRORS_LISTED: Final = 100
 # A latency fault above this is surely a typo (and would make stop() wait for sleeping handlers).
 _MAX_LATENCY_MS: Final = 600_000
-_RATE_FAULTS: Final = ("fail_rate", "throttle_rate", "drop_rate")
+_RATE_FAULTS: Final = ("fail_rate", "throttle_rate", "drop_rate", "slow_rate")
+_DURATION_FAULTS: Final = ("latency_ms", "slow_ms")
+FAULT_NAMES: Final = ("fail_rate", "throttle_rate", "latency_ms", "drop_rate", "slow_rate", "slow_ms")
 _REJECTED_STATUSES: Final = frozenset({400, 401, 413})
 
 Clock = Callable[[], float]
@@ -42,13 +44,13 @@ def check_faults(values: Mapping[str, object]) -> dict[str, float | int]:
     """The validated fault settings in `values`; ValueError names the first bad key."""
     checked: dict[str, float | int] = {}
     for key, value in values.items():
-        if key not in (*_RATE_FAULTS, "latency_ms"):
-            raise ValueError(f"unknown fault {key!r}; known: fail_rate, throttle_rate, latency_ms, drop_rate")
+        if key not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {key!r}; known: {', '.join(FAULT_NAMES)}")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"{key} must be a number")
-        if key == "latency_ms":
+        if key in _DURATION_FAULTS:
             if value < 0 or value > _MAX_LATENCY_MS or not float(value).is_integer():
-                raise ValueError(f"latency_ms must be an integer between 0 and {_MAX_LATENCY_MS}")
+                raise ValueError(f"{key} must be an integer between 0 and {_MAX_LATENCY_MS}")
             checked[key] = int(value)
         else:
             if not 0 <= value <= 1:
@@ -63,6 +65,10 @@ class Faults:
     throttle_rate: float
     latency_ms: int
     drop_rate: float
+    # A share of requests is slow: answered only after `slow_ms` on top of `latency_ms`. A long tail
+    # above the client's timeout makes timeouts race successes (the request is stored after the wait).
+    slow_rate: float = 0.0
+    slow_ms: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -70,6 +76,8 @@ class Faults:
             "throttle_rate": self.throttle_rate,
             "latency_ms": self.latency_ms,
             "drop_rate": self.drop_rate,
+            "slow_rate": self.slow_rate,
+            "slow_ms": self.slow_ms,
         }
 
 
@@ -122,6 +130,8 @@ class SandboxState:
         self._store_path = store
         self._lock = threading.Lock()
         self._random = random.Random(seed)
+        # Its own generator, so that the slow draws leave the other faults' seeded sequence as it was.
+        self._slow_random = random.Random(None if seed is None else f"slow-{seed}")
         self._faults = faults
         self._buckets: dict[str, TokenBucket] = {}
         if rate_limit_scale > 0:
@@ -130,10 +140,12 @@ class SandboxState:
                 # At least one whole token, or a scaled-down limit below 1 req/s could never be met.
                 self._buckets[e.key] = TokenBucket(rate, burst=max(1.0, rate), clock=clock)
         self._records: list[tuple[str, dict[str, Any]]] = []
+        self._clients: list[str | None] = []  # the client tag each record came with, beside _records
         self._idempotency: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         self._requests: dict[str, Counter[str]] = {}
         self._accepted: Counter[str] = Counter()
         self._duplicates = 0
+        self._replayed_records = 0
         self._rejected = 0
         self._dropped = 0
         self._store: IO[str] | None = None
@@ -161,7 +173,9 @@ class SandboxState:
             fail = rng.random() < f.fail_rate
             status = rng.choice((500, 503))
             throttle = rng.random() < f.throttle_rate
-            return FaultDraw(drop, f.latency_ms / 1000.0, status if fail else None, throttle)
+            slow = self._slow_random.random() < f.slow_rate
+            latency_ms = f.latency_ms + (f.slow_ms if slow else 0)
+            return FaultDraw(drop, latency_ms / 1000.0, status if fail else None, throttle)
 
     def take_token(self, endpoint_key: str) -> float:
         """0 when the request may go on, else the seconds until the endpoint's bucket has a token."""
@@ -181,6 +195,8 @@ class SandboxState:
                 float(merged["throttle_rate"]),
                 int(merged["latency_ms"]),
                 float(merged["drop_rate"]),
+                float(merged["slow_rate"]),
+                int(merged["slow_ms"]),
             )
             return self._faults.as_dict()
 
@@ -202,6 +218,7 @@ class SandboxState:
                 "requests": {key: dict(self._requests.get(key, {})) for key in ENDPOINTS},
                 "accepted": {key: self._accepted[key] for key in ENDPOINTS},
                 "duplicates": self._duplicates,
+                "replayed_records": self._replayed_records,
                 "rejected_requests": self._rejected,
                 "dropped": self._dropped,
             }
@@ -251,10 +268,14 @@ class SandboxState:
             ids = self._idempotency.get((endpoint_key, key))
             if ids is not None:
                 self._duplicates += 1
+                self._replayed_records += len(ids)
             return ids
 
-    def accept(self, endpoint_key: str, key: str | None, records: list[dict[str, Any]]) -> list[str]:
-        """Store `records` and return their ids; for a `key` accepted meanwhile, the first request's ids."""
+    def accept(
+        self, endpoint_key: str, key: str | None, records: list[dict[str, Any]], client: str | None = None
+    ) -> list[str]:
+        """Store `records` (with the request's client tag) and return their ids; for a `key` accepted
+        meanwhile, the first request's ids."""
         ids = [_record_id(r) for r in records]
         with self._lock:
             if key:
@@ -262,11 +283,13 @@ class SandboxState:
                 earlier = self._idempotency.get((endpoint_key, key))
                 if earlier is not None:
                     self._duplicates += 1
+                    self._replayed_records += len(earlier)
                     return earlier
                 self._idempotency[(endpoint_key, key)] = ids
                 if len(self._idempotency) > _IDEMPOTENCY_KEYS_KEPT:
                     self._idempotency.popitem(last=False)
             self._records.extend((endpoint_key, r) for r in records)
+            self._clients.extend(client for _ in records)
             self._accepted[endpoint_key] += len(records)
             if self._store is not None:
                 self._store.write(
@@ -284,10 +307,17 @@ class SandboxState:
                 return list(self._records)
             return [entry for entry in self._records if entry[0] == endpoint]
 
+    def clients(self, endpoint: str | None) -> list[str | None]:
+        """The client tag of each record `records(endpoint)` returns, in the same order."""
+        with self._lock:
+            pairs = zip(self._records, self._clients, strict=True)
+            return [client for (key, _), client in pairs if endpoint in (None, key)]
+
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            self._clients.clear()
             self._idempotency.clear()
             self._requests.clear()
             self._accepted.clear()
-            self._duplicates = self._rejected = self._dropped = 0
+            self._duplicates = self._replayed_records = self._rejected = self._dropped = 0
