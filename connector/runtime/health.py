@@ -25,6 +25,7 @@ class Reason(StrEnum):
     DEAD_LETTER = "dead_letter"  # cannot write to the dead-letter topic
     BACKPRESSURE = "backpressure"  # pauses only: a slow API makes us slow, not unready
     PARTITION_SHARE = "partition_share"  # pauses only: one partition holds more than its share
+    MAPPING = "mapping"  # a mapping cannot apply to a writer schema of its topic: that topic paused
 
 
 class Health:
