@@ -92,6 +92,17 @@ def test_registered_under_asks_once_per_id(stub: RegistryStub, registry: SchemaR
     assert asked == [f"/schemas/ids/{schema_id}/versions", f"/schemas/ids/{other}/versions"]
 
 
+def test_a_registry_without_the_subjects_of_an_id_counts_it_as_the_topics_own() -> None:
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:  # an old registry: no such route
+        return httpx.Response(404, json={"error_code": 404, "message": "HTTP 404 Not Found"})
+
+    with SchemaRegistryClient("http://registry.invalid", transport=httpx.MockTransport(answer)) as client:
+        # Pausing the topic loses nothing; dead-lettering what may be its own data would.
+        assert client.registered_under(7, "bets-value")
+
+
 # ============================================================================ the first-seen check
 def test_a_writer_schema_the_mapping_fits_makes_a_spec(
     stub: RegistryStub, registry: SchemaRegistryClient
