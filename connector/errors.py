@@ -16,6 +16,8 @@ API, broker) and is retried, paused on or reported, never dead-lettered.
     │   │   └── UnknownSchemaError    the registry does not know the record's schema id
     │   ├── MappingError          MAP: the mapping cannot turn the record into an ingest record
     │   └── NonFiniteNumberError  MAP: a mapped NaN or ±Infinity, which JSON cannot carry
+    ├── UnusableMappingError      the mapping cannot apply to a writer schema of the topic's own
+    │                             subject: that topic pauses (readiness `mapping`), nothing dead-lettered
     ├── SchemaError               a schema that cannot be used
     │   ├── InvalidSchemaError    not valid Avro
     │   └── SchemaFileError       a schema reference that cannot be loaded
@@ -125,6 +127,20 @@ class NonFiniteNumberError(RecordError, ValueError):
     mapped record is serialized, so it is the mapping's failure."""
 
     stage = Stage.MAP
+
+
+class UnusableMappingError(ConnectorError):
+    """The mapping cannot apply to a writer schema registered under the topic's own subject: a
+    configuration error, not poison. The topic pauses until the mapping is fixed and the pod
+    restarts; its records are neither dead-lettered nor committed."""
+
+    def __init__(self, topic: str, schema_id: int, field: str, message: str) -> None:
+        self.topic = topic
+        self.schema_id = schema_id
+        self.field = field
+        self.message = message
+        where = f"field {field}: " if field else ""
+        super().__init__(f"topic {topic}, schema id {schema_id}: {where}{message}")
 
 
 class SchemaError(ConnectorError, ValueError):

@@ -130,6 +130,7 @@ class SchemaRegistryClient:
         self._id_locks: dict[int, threading.Lock] = {}
         self._schemas: dict[int, dict[str, Any]] = {}
         self._unknown: dict[int, float] = {}
+        self._subjects_of: dict[int, frozenset[str] | None] = {}
 
     def __repr__(self) -> str:
         return f"SchemaRegistryClient(url={self.url!r})"
@@ -199,6 +200,35 @@ class SchemaRegistryClient:
         with self._lock:
             self._schemas.setdefault(schema_id, schema)
         return schema_id, copy.deepcopy(schema)
+
+    def registered_under(self, schema_id: int, subject: str) -> bool:
+        """Whether `subject` has a version with this schema id. Asked once per id (the id's subjects
+        are kept): a writer schema is first seen once, and its answer decides what its records are."""
+        with self._lock:
+            cached = schema_id in self._subjects_of
+            known = self._subjects_of.get(schema_id)
+        if not cached:
+            known = self._fetch_subjects_of(schema_id)
+            with self._lock:
+                self._subjects_of[schema_id] = known
+        # None: the registry cannot say (it predates the endpoint); the id counts as the topic's
+        # own, so a mapping problem pauses the topic rather than dead-letter what may be its data.
+        return known is None or subject in known
+
+    def _fetch_subjects_of(self, schema_id: int) -> frozenset[str] | None:
+        response = self._request("GET", f"/schemas/ids/{schema_id}/versions")
+        if response.status_code == 404 and _error_code(response) == 40403:
+            return frozenset()
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code != 200:
+            self._raise_for(response, f"subjects of schema id {schema_id}")
+        payload = self._json(response)
+        if not isinstance(payload, list):
+            raise RegistryUnavailable(
+                f"schema registry {self.url}: unexpected answer for the subjects of schema id {schema_id}"
+            )
+        return frozenset(str(v["subject"]) for v in payload if isinstance(v, dict) and "subject" in v)
 
     def subjects(self) -> list[str]:
         """All subjects; also a cheap reachability and credentials check."""

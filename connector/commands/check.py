@@ -78,7 +78,7 @@ def _schema_for_check(
             return str(exc), m.schema_path
     if offline or registry is None:
         return None, "(none offline)"
-    subject = f"{m.topic}-value"
+    subject = m.value_subject
     try:
         latest = registry.latest(subject)
     except RegistryUnavailable as exc:

@@ -175,6 +175,9 @@ class MappingSettings(_Frozen):
     destination: Annotated[str, Field(min_length=1)] = DEFAULT_DESTINATION
     format: Literal["confluent-avro", "avro"] = "confluent-avro"
     schema_path: str | None = Field(default=None, alias="schema")
+    # The registry subject the topic's writer schemas are registered under, for the record-name
+    # strategies; None: <topic>-value (TopicNameStrategy).
+    subject: Annotated[str, Field(min_length=1)] | None = None
     fields: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
     constants: dict[str, Any] = Field(default_factory=dict)
     copy_matching: bool = True
@@ -186,7 +189,14 @@ class MappingSettings(_Frozen):
         both = set(self.fields) & set(self.constants)
         if both:
             raise ValueError(f"{', '.join(sorted(both))} set both in fields and in constants")
+        if self.subject is not None and self.format != "confluent-avro":
+            raise ValueError("`subject` applies to format 'confluent-avro' only")
         return self
+
+    @property
+    def value_subject(self) -> str:
+        """The registry subject of this topic's writer schemas."""
+        return self.subject or f"{self.topic}-value"
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,16 @@ class RegistryStub:
             answer["references"] = references
         return answer
 
+    def _versions_of(self, schema_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            if schema_id not in self._by_id:
+                raise _Problem(404, 40403, "Schema not found")
+            return [
+                {"subject": subject, "version": ids.index(schema_id) + 1}
+                for subject, ids in sorted(self._subjects.items())
+                if schema_id in ids
+            ]
+
     def _lookup(self, subject: str, schema_text: str, references: list[dict[str, Any]]) -> dict[str, Any]:
         try:
             canonical = json.dumps(json.loads(schema_text), sort_keys=True, separators=(",", ":"))
@@ -201,6 +211,8 @@ class RegistryStub:
                     if found[1]:
                         answer["references"] = found[1]
                     return answer
+                case ["schemas", "ids", raw_id, "versions"] if raw_id.isdigit():
+                    return self._versions_of(int(raw_id))
                 case ["subjects", subject, "versions"]:
                     with self._lock:
                         versions = self._subjects.get(subject)

@@ -53,6 +53,15 @@ class CheckResult:
     def warnings(self) -> tuple[CheckIssue, ...]:
         return tuple(issue for issue in self.issues if issue.level == "warning")
 
+    def headline(self, *, with_field: bool = True) -> str:
+        """The first error (`field: message`), and how many more: one line for a log or an exit."""
+        errors = self.errors
+        if not errors:
+            return "ok"
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more error(s); `check` lists them)" if len(errors) > 1 else ""
+        return (f"{first.field}: " if first.field and with_field else "") + first.message + more
+
 
 # --------------------------------------------------------------------------------------------
 # Source type → target kind

@@ -31,6 +31,7 @@ from connector.errors import (
     PipelineStopped,
     RegistryUnavailable,
     Stage,
+    UnusableMappingError,
 )
 from connector.ingest.backoff import Backoff
 from connector.ingest.client import UploadResult
@@ -41,6 +42,7 @@ from connector.pipeline.deadletter_path import DeadLetterPath
 from connector.pipeline.dispatch import Dispatcher, Uploader
 from connector.pipeline.intake import InlineIntake, Intake, PooledIntake, Route, frame
 from connector.pipeline.lag import ConsumerLag
+from connector.pipeline.mapping_pauses import MappingPauses
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.pauses import Backpressure, PauseBook
 from connector.pipeline.stalls import RegistryStalls
@@ -130,8 +132,9 @@ class Pipeline:
             clock,
             self.health,
             on_written=self._dead_lettered,
-            on_tripped=lambda: self._pauses.pause_all(Reason.BREAKER),
+            on_tripped=self._breaker_tripped,
         )
+        self._mapping_pauses = MappingPauses(self._pauses, self.health, self.metrics)
         self._intake: Intake = (
             InlineIntake(self._apply, make) if pool is None else PooledIntake(pool, self._apply)
         )
@@ -196,11 +199,14 @@ class Pipeline:
         self.health.clear(Reason.STARTING)
         for reason, active in (
             (Reason.CREDENTIALS, self.health.has(Reason.CREDENTIALS)),
-            (Reason.BREAKER, self._dead_letters.tripped),
             (Reason.BACKPRESSURE, self._load.over()),
         ):
             if active:  # the new partitions join the pause (deferred: they are not assigned yet)
                 self._pauses.pause(partitions, reason, defer=True)
+        tripped = self._dead_letters.tripped
+        if tripped:
+            self._pauses.pause([tp for tp in partitions if tp.topic in tripped], Reason.BREAKER, defer=True)
+        self._mapping_pauses.pause_assigned(partitions)
 
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
         """Finish what the revoked partitions have in flight (within a deadline), commit what is
@@ -240,12 +246,17 @@ class Pipeline:
     def _process(self, record: Record) -> bool:
         """Frame, find the writer schema, hand to the intake. False when the registry is
         unreachable (record not taken)."""
+        if self._mapping_pauses.hold(record):
+            return True
         route = self._routes[record.topic]
         try:
             framed = frame(route, record)
         except RegistryUnavailable as exc:
             self._stalls.stall(record, str(exc))
             return False
+        except UnusableMappingError as exc:
+            self._mapping_pauses.pause(record, exc)
+            return True
         if isinstance(framed, Poison):
             self._intake.reject(record, route, framed)
         else:
@@ -260,6 +271,7 @@ class Pipeline:
                 record, result.stage, result.error_class, result.message, mapping.endpoint
             )
         else:
+            self._dead_letters.passed(record.topic)
             self._dispatcher.add(record, mapping.destination, mapping.endpoint, result)
 
     # ------------------------------------------------------------------ the service loop
@@ -289,7 +301,6 @@ class Pipeline:
             rejection = rejected.get(index)
             if rejection is None:
                 self.stats["accepted"] += 1
-                self._dead_letters.accepted()
                 self._done(item.record)
             else:
                 self._dead_letters.send(
@@ -310,6 +321,10 @@ class Pipeline:
         if oldest is not None:
             delay = max(0.0, self._wall_clock() - oldest / 1000.0)
             self.metrics.delivery_seconds.labels(endpoint).observe(delay)
+
+    def _breaker_tripped(self, topic: str) -> None:
+        self._pauses.pause_topic(topic, Reason.BREAKER)
+        self.metrics.paused_topics.labels(Reason.BREAKER.value).set(len(self._dead_letters.tripped))
 
     def _dead_lettered(self, record: Record, stage: Stage) -> None:
         self.stats["dead_lettered"] += 1
@@ -342,6 +357,7 @@ class Pipeline:
         gone = set(partitions)
         for tp in gone:
             self._stalls.drop(tp)
+            self._mapping_pauses.drop(tp)
             self._load.remove(*self._tracker.drop(tp))
         self._pauses.forget(gone)
         self._intake.drop_partitions(gone)
@@ -351,10 +367,14 @@ class Pipeline:
     # ------------------------------------------------------------------ draining and stopping
     def _busy(self, partitions: Iterable[TopicPartition] | None) -> bool:
         """Work that can still finish: pending records, less those waiting for the schema
-        registry (they cannot finish without it, so a drain does not wait for them)."""
+        registry (they cannot finish without it, so a drain does not wait for them) and those of
+        topics paused for their mapping (they never finish in this process)."""
         if partitions is None:
-            return self._load.records > self._stalls.held()
-        return any(self._tracker.pending_count(tp) > self._stalls.held(tp) for tp in partitions)
+            return self._load.records > self._stalls.held() + self._mapping_pauses.held()
+        return any(
+            self._tracker.pending_count(tp) > self._stalls.held(tp) + self._mapping_pauses.held(tp)
+            for tp in partitions
+        )
 
     def _drain(self, partitions: Sequence[TopicPartition] | None, deadline: float) -> bool:
         """Keep uploads and dead-letter writes going until the partitions have nothing pending or
@@ -434,7 +454,15 @@ class Pipeline:
 
     @property
     def breaker_tripped(self) -> bool:
+        return bool(self._dead_letters.tripped)
+
+    @property
+    def tripped_topics(self) -> frozenset[str]:
         return self._dead_letters.tripped
+
+    @property
+    def mapping_paused_topics(self) -> frozenset[str]:
+        return self._mapping_pauses.topics
 
     def committed_positions(self) -> dict[TopicPartition, int | None]:
         return {tp: self._tracker.position(tp) for tp in self._tracker.partitions()}

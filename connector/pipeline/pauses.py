@@ -49,6 +49,10 @@ class PauseBook:
         """Pause every partition we own."""
         self.pause(self._tracker.partitions(), reason)
 
+    def pause_topic(self, topic: str, reason: Reason) -> None:
+        """Pause every partition of `topic` we own."""
+        self.pause([tp for tp in self._tracker.partitions() if tp.topic == topic], reason)
+
     def resume(self, reason: Reason, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Drop `reason` (for all partitions, or these); resume those left without a reason."""
         targets = list(self._reasons) if partitions is None else list(partitions)

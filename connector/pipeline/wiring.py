@@ -11,12 +11,14 @@ from pathlib import Path
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema
 from connector.config.settings import MappingSettings, Settings
-from connector.errors import ConfigError, KafkaPortError
+from connector.errors import ConfigError, DecodeError, KafkaPortError, RegistryError, RegistryUnavailable
 from connector.ingest.client import IngestClient
 from connector.ingest.outage import ApiOutage
 from connector.kafka.config import consumer_config, producer_config
 from connector.kafka.ports import AdminPort, ConsumerPort, ProducerPort
 from connector.kafka.rdlogs import LibrdkafkaLogs
+from connector.kafka.ports import ConsumerPort, ProducerPort
+from connector.mapping.check import check_mapping
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.cluster import ClusterWatch
 from connector.pipeline.deadletter import DeadLetterWriter
@@ -38,16 +40,56 @@ def schema_dirs(settings: Settings) -> list[Path]:
 def build_framing(
     m: MappingSettings, settings: Settings, registry: SchemaRegistryClient | None
 ) -> ValueFraming:
+    """Raises ConfigError when the schema file cannot be used, or when the mapping cannot apply to
+    it (what `check` reports as errors): every record would be dead-lettered."""
+    index = settings.mappings.index(m)
     try:
         schema = load_schema(m.schema_path, schema_dirs(settings)) if m.schema_path else None
-        if m.format == "avro":
-            assert schema is not None  # config requires a schema for raw Avro
-            return RawAvroFraming(schema)
+        framing: ValueFraming | None = RawAvroFraming(schema) if m.format == "avro" and schema else None
     except ValueError as exc:  # SchemaFileError, InvalidSchemaError: the user's file, a config problem
-        index = settings.mappings.index(m)
         raise ConfigError([f"{settings.source}: mappings[{index}].schema: {exc}"]) from None
+    if schema is not None:
+        result = check_mapping(m, schema, str(m.schema_path))
+        if not result.ok:
+            raise ConfigError(
+                [f"{settings.source}: mappings[{index}] (topic {m.topic}): {result.headline()}"]
+            )
+    if framing is not None:
+        return framing
     assert registry is not None  # config requires schema_registry for confluent-avro
-    return ConfluentFraming(registry, schema)
+    return ConfluentFraming(registry, schema, checked=m)
+
+
+def warn_unfit_latest(settings: Settings, registry: SchemaRegistryClient) -> None:
+    """Check each registry-only mapping against its subject's latest version, and warn: its
+    records may be written with an older schema, and each writer schema is checked when first
+    seen anyway. An unreachable registry ends the round: starting does not wait for it."""
+    for m in settings.mappings:
+        if m.format != "confluent-avro" or m.schema_path:
+            continue
+        subject = m.value_subject
+        try:
+            latest = registry.latest(subject)
+        except (RegistryUnavailable, RegistryError, DecodeError) as exc:
+            log.warning("mapping not checked at start: schema registry", topic=m.topic, error=str(exc))
+            if isinstance(exc, RegistryUnavailable):
+                return
+            continue
+        if latest is None:
+            log.warning(
+                "mapping not checked at start: no schema under its subject", topic=m.topic, subject=subject
+            )
+            continue
+        result = check_mapping(m, latest[1], f"{subject} (id {latest[0]})")
+        if not result.ok:
+            log.warning(
+                "the mapping cannot apply to its subject's latest schema; records written with it will "
+                "pause the topic",
+                topic=m.topic,
+                subject=subject,
+                schema_id=latest[0],
+                problem=result.headline(),
+            )
 
 
 def build_routes(settings: Settings, registry: SchemaRegistryClient | None) -> dict[str, Route]:
@@ -126,6 +168,8 @@ def build_connector(
             closers.append(registry.close)
     routes = build_routes(settings, registry)
     consumer_is_kafka = consumer is None
+    if registry is not None:
+        warn_unfit_latest(settings, registry)
     try:
         if consumer is None:
             from connector.kafka.consumer import KafkaConsumer

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     TOPIC = "topic"  # a mapped topic does not exist (re-checked until it does)
     KAFKA = "kafka"  # no broker has answered for a few seconds
     API = "api"  # uploads to a destination have failed transiently for longer than retry.unready_after_s
+    MAPPING = "mapping"  # a mapping cannot apply to a writer schema of its topic: that topic paused
 
 
 class Health:

@@ -69,6 +69,14 @@ class Metrics:
         )
         self.in_flight_bytes = Gauge("optikpi_in_flight_bytes", "Bytes consumed but not yet done", registry=r)
         self.paused_partitions = Gauge("optikpi_paused_partitions", "Partitions paused", registry=r)
+        self.paused_topics = Gauge(
+            "optikpi_paused_topics",
+            "Topics paused until a restart: their mapping cannot apply, or their breaker tripped",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("mapping", "breaker"):  # exported at 0, so an alert has a series to watch
+            self.paused_topics.labels(reason).set(0)
         self.lag = Gauge(
             "optikpi_consumer_lag",
             "End offset (as last fetched) minus the commit position",

@@ -4,6 +4,11 @@ This runs in the consumer process: framing is a few byte comparisons, and the sc
 client (its cache, its outage handling) stays in one place. A framing problem or an unknown
 schema id is the record's problem (DecodeError, same reasons as `connector.avro.decoding`); an
 unreachable registry is not (RegistryUnavailable propagates).
+
+A Confluent writer schema is also checked against the mapping when first seen, with the static
+check `check` runs. When the mapping cannot apply, the schema id's subjects decide whose problem
+it is: registered under the topic's own subject, it is the configuration's (UnusableMappingError:
+the topic pauses); otherwise the record was written for another topic, and is poison at DECODE.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from connector.avro.decoding import (
 )
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import parse
-from connector.errors import DecodeError, InvalidSchemaError
+from connector.config.settings import MappingSettings
+from connector.errors import DecodeError, InvalidSchemaError, UnusableMappingError
+from connector.mapping.check import check_mapping
 from connector.mapping.compiled import TopicMapping
 from connector.transform.spec import TransformSpec
 
@@ -42,20 +49,43 @@ class ConfluentFraming:
     """Confluent wire format: magic byte, 4-byte schema id (the key), Avro payload."""
 
     def __init__(
-        self, registry: SchemaRegistryClient, reader_schema: Mapping[str, Any] | None = None
+        self,
+        registry: SchemaRegistryClient,
+        reader_schema: Mapping[str, Any] | None = None,
+        checked: MappingSettings | None = None,
     ) -> None:
+        """`checked`: the mapping to check each writer schema against (with a reader schema the
+        mapping reads that one, which is checked once at start instead)."""
         self._registry = registry
         self._reader = reader_schema
         self._reader_label = reader_label(reader_schema)
+        self._checked = checked if reader_schema is None else None
 
     def frame(self, value: bytes | None) -> tuple[int, bytes]:
         return split_confluent_frame(value)
 
     def spec(self, schema_key: int, mapping: TopicMapping) -> TransformSpec:
+        """Also raises UnusableMappingError: the mapping cannot apply to the topic's own schema."""
         writer = self._registry.get_schema(schema_key)  # UnknownSchemaError, RegistryUnavailable
         label = confluent_writer_label(writer, schema_key)
         _check_usable(writer, label)
+        if self._checked is not None:
+            self._check_fit(self._checked, schema_key, writer, label)
         return TransformSpec(mapping, writer, label, self._reader, self._reader_label)
+
+    def _check_fit(self, m: MappingSettings, schema_id: int, writer: Mapping[str, Any], label: str) -> None:
+        result = check_mapping(m, writer, label)
+        if result.ok:
+            return
+        subject = m.value_subject
+        if self._registry.registered_under(schema_id, subject):  # RegistryUnavailable: ask again later
+            raise UnusableMappingError(
+                m.topic, schema_id, result.errors[0].field, result.headline(with_field=False)
+            )
+        raise DecodeError(
+            f"{label} is not registered under subject {subject!r} and topic {m.topic}'s mapping "
+            f"cannot apply to it ({result.headline()}): a record written for another topic?"
+        )
 
 
 class RawAvroFraming:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -249,14 +249,19 @@ class Kit:
         shutdown_timeout_s: float = 5.0,
         mappings: Sequence[MappingSettings] = (DEPOSIT_MAPPING,),
         framing: ValueFraming | None = None,
+        framings: Mapping[str, ValueFraming] | None = None,
         commit_interval_s: float = 0.5,
         seed: int = 1,
         pool: TransformPool | None = None,
         make: TransformFactory = json_transform,
     ) -> Pipeline:
-        """`pool`: transforms in worker processes (started, e.g. by `start_pool`), else inline."""
+        """`pool`: transforms in worker processes (started, e.g. by `start_pool`), else inline.
+        `framings`: per topic, instead of `framing` for every topic."""
         routes = {
-            m.topic: Route(TopicMapping.from_settings(m, DEST), framing or JsonFraming()) for m in mappings
+            m.topic: Route(
+                TopicMapping.from_settings(m, DEST), (framings or {}).get(m.topic) or framing or JsonFraming()
+            )
+            for m in mappings
         }
         consumer = self.broker.consumer("g", member_id=member)
         self.consumers[member] = consumer

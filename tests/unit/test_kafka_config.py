@@ -212,6 +212,7 @@ mappings:
     endpoint: gaming-activity
     schema: bet.avsc
     format: avro
+    fields: {user_id: player.id, event_id: bet_id, event_name: event_type, event_time: placed_at}
 """,
         encoding="utf-8",
     )

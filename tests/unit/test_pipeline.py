@@ -875,31 +875,31 @@ def test_a_dead_consumer_ends_the_run_with_exit_1() -> None:
 
 
 # ================================================================ dead-letter circuit breaker
-def _breaker_run(poison_count: int) -> tuple[Kit, Pipeline]:
+def _breaker_run(poison: Callable[[int], bool], count: int = 200) -> tuple[Kit, Pipeline]:
     kit = make_kit(partitions=2)
-    poison_at = set(range(poison_count))
-    produce(kit, [b"poison" if i in poison_at else deposit(i) for i in range(20)], partition=0)
-    p = kit.started(window=20, max_ratio=0.5)
-    step_until(lambda: p.stats["consumed"] == 20 and committed(kit, TP0) == 20, p)
+    produce(kit, [b"poison" if poison(i) else deposit(i) for i in range(count)], partition=0)
+    p = kit.started(window=count, max_ratio=0.5)
+    step_until(lambda: p.stats["consumed"] == count and committed(kit, TP0) == count, p)
     return kit, p
 
 
 def test_breaker_trips_when_most_records_are_dead_lettered() -> None:
-    kit, p = _breaker_run(15)
+    kit, p = _breaker_run(lambda i: i < 150)
     assert p.breaker_tripped
-    assert "breaker" in p.health.reasons()
+    assert "breaker" in p.health.reasons() and "topic deposits" in p.health.reasons()[Reason.BREAKER]
     assert kit.paused() == BOTH
-    assert len(kit.dlq()) == 15  # what was already fetched is still finished and committed
+    assert len(kit.dlq()) == 150  # what was already fetched is still finished and committed
 
-    produce(kit, deposits(range(100, 105)), partition=1)
-    produce(kit, deposits(range(20, 25)), partition=0)
+    produce(kit, deposits(range(1000, 1005)), partition=1)
+    produce(kit, deposits(range(200, 205)), partition=0)
     kit.clock.advance(10.0)
     steps(10, p)
-    assert p.stats["consumed"] == 20  # consumption stopped
+    assert p.stats["consumed"] == 200  # consumption stopped
 
 
-def test_breaker_holds_at_exactly_the_ratio() -> None:
-    kit, p = _breaker_run(10)
+def test_breaker_holds_below_the_ratio() -> None:
+    kit, p = _breaker_run(lambda i: i % 5 in (1, 3))  # 40 %
+    assert len(kit.dlq()) == 80
     assert not p.breaker_tripped
     assert kit.paused() == set()
     assert p.health.ready
@@ -907,10 +907,10 @@ def test_breaker_holds_at_exactly_the_ratio() -> None:
 
 def test_partitions_assigned_while_paused_are_paused_too() -> None:
     kit = make_kit(partitions=2)
-    produce(kit, [b"poison"] * 3, partition=0)
+    produce(kit, [b"poison"] * 100, partition=0)
     m1 = kit.started(window=4, max_ratio=0.5)
     m2 = kit.started(member="m2")
-    steps(3, m1, m2)
+    step_until(lambda: m1.breaker_tripped, m1, m2)
     assert m1.breaker_tripped
     assert kit.broker.owners(GROUP) == {TP0: "m1", TP1: "m2"}
 
@@ -920,7 +920,7 @@ def test_partitions_assigned_while_paused_are_paused_too() -> None:
     produce(kit, deposits(range(100, 103)), partition=1)
     steps(5, m1)
     assert kit.paused() == BOTH
-    assert m1.stats["consumed"] == 3
+    assert m1.stats["consumed"] == 100
 
 
 # ================================================================ schema registry unavailable
@@ -977,6 +977,7 @@ def test_reasons_keep_the_strings_readyz_and_metrics_report() -> None:
         "topic",
         "kafka",
         "api",
+        "mapping",
     }
     health = Health(clock=lambda: 0.0)
     health.set(Reason.CREDENTIALS, "401 bad token")
@@ -1046,8 +1047,24 @@ def test_retry_schedule_success_makes_everything_waiting_due_at_once() -> None:
     assert 0.5 <= schedule.schedule("d") <= 1.0  # the count starts over
 
 
-def test_breaker_counts_against_the_full_window() -> None:
-    breaker = DeadLetterBreaker(window=4, max_ratio=0.5)
-    assert [breaker.record(True) for _ in range(2)] == [False, False]  # 2 of 4: not more than half
-    assert breaker.record(True) and breaker.tripped
+def test_breaker_waits_for_100_records_then_judges_its_window() -> None:
+    breaker = DeadLetterBreaker(window=50, max_ratio=0.5)
+    assert not any(breaker.record(True) for _ in range(99))  # all poison, but too few seen
+    assert breaker.record(True) and breaker.tripped  # the 100th: 50 of the last 50
     assert not breaker.record(True)  # trips once
+
+
+def test_breaker_ratio_is_over_the_records_seen_in_its_window() -> None:
+    breaker = DeadLetterBreaker(window=1000, max_ratio=0.5)
+    for i in range(100):
+        assert not breaker.record(i % 2 == 0)  # exactly half of what it has seen: not more
+    assert breaker.record(True)  # 51 of 101 (not 51 of 1000)
+
+
+def test_breaker_forgets_what_left_its_window() -> None:
+    breaker = DeadLetterBreaker(window=100, max_ratio=0.5)
+    for _ in range(50):
+        breaker.record(True)
+    for _ in range(100):
+        assert not breaker.record(False)  # the 50 poison records slid out
+    assert not any(breaker.record(i % 2 == 0) for i in range(100))
