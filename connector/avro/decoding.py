@@ -108,7 +108,7 @@ class ReadPlan:
         self.checked = _checked_copy(writer, _IndexChecked)
         recursive = is_recursive(writer)
         self.deep_bytes: int | None = C_READER_SAFE_BYTES if recursive else None
-        self.slow_checked = _checked_copy(writer, _SlowIndexChecked) if recursive else None
+        self.slow_checked = _checked_copy(writer, _SlowIndexChecked) if recursive else writer
 
 
 class _IndexChecked(list[Any]):
@@ -168,7 +168,10 @@ def is_recursive(parsed: Any) -> bool:
                 found.add(node["name"])
         return found
 
-    edges = {name: references({k: v for k, v in schema.items() if k != "name"}, set()) for name, schema in named.items()}
+    edges = {
+        name: references({k: v for k, v in schema.items() if k != "name"}, set())
+        for name, schema in named.items()
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def cyclic(name: str) -> bool:

@@ -43,7 +43,7 @@ def read_error_reason(exc: BaseException, limit: int = 200) -> str:
     the exception's class so the raw cause stays findable."""
     name = type(exc).__name__
     for kind in type(exc).__mro__:
-        known = _KNOWN.get((kind, str(exc))) or _KNOWN.get((kind, None))  # type: ignore[arg-type]
+        known = _KNOWN.get((kind, str(exc))) or _KNOWN.get((kind, None))
         if known is not None:
             return f"{known} ({name})"
     message = without_addresses(str(exc)) or "no detail"
