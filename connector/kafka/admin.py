@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaPortError
@@ -63,6 +65,18 @@ class KafkaAdmin:
         except ck.KafkaException as exc:
             raise port_error(exc, "cannot list topics") from exc
         return {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+
+    def topic_max_message_bytes(self, topic: str, timeout_s: float) -> int | None:
+        """The topic's `max.message.bytes`; None when the broker does not say (no DescribeConfigs,
+        no permission, no answer in time): callers then go by the producer's own limit."""
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        try:
+            futures = self._admin.describe_configs([resource], request_timeout=timeout_s)
+            entries = futures[resource].result(timeout=timeout_s)
+            value = entries["max.message.bytes"].value
+            return int(value) if value is not None else None
+        except (ck.KafkaException, FutureTimeoutError, KeyError, ValueError, TypeError):
+            return None
 
     def list_groups(self, timeout_s: float) -> set[str]:
         """Names of the consumer groups the cluster knows (any group that joined or committed)."""

@@ -124,11 +124,13 @@ def build_connector(
             from connector.kafka.consumer import KafkaConsumer
 
             consumer = KafkaConsumer(kafka_consumer_config(settings))
+        dead_letter_max_bytes: int | None = None
         if producer is None:
             from connector.kafka.producer import KafkaProducer
 
             producer = KafkaProducer(kafka_producer_config(settings))
             closers.append(producer.close)
+            dead_letter_max_bytes = _dead_letter_max_bytes(settings)
     except KafkaPortError as exc:  # librdkafka refused a property: the user's configuration
         raise ConfigError([f"{settings.source}: kafka.properties: {exc}"]) from None
     if uploaders is None:
@@ -154,7 +156,7 @@ def build_connector(
         closers.append(lambda: pool.close(0.0))  # the pipeline closes it; this is for a failed start
     pipeline = Pipeline(
         consumer,
-        DeadLetterWriter(producer, settings.dead_letter.topic),
+        DeadLetterWriter(producer, settings.dead_letter.topic, max_bytes=dead_letter_max_bytes),
         uploaders,
         routes,
         batching=settings.batching,
@@ -169,6 +171,19 @@ def build_connector(
         pool=pool,
     )
     return Connector(pipeline, health, metrics, closers)
+
+
+def _dead_letter_max_bytes(settings: Settings) -> int:
+    """The size limit of a dead-letter copy: the producer's, and the topic's where the broker
+    says (copies above it are written without their value, so they cannot block a partition)."""
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+    from connector.kafka.producer import dead_letter_size_limit
+
+    k = settings.kafka
+    assert settings.dead_letter is not None and k is not None
+    admin = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties))
+    return dead_letter_size_limit(kafka_producer_config(settings), admin, settings.dead_letter.topic, 5.0)
 
 
 def start_pool(settings: Settings) -> TransformPool | None:
