@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import cast
 
 import pytest
 
@@ -159,3 +160,30 @@ def test_replay_refuses_omitted_copies_names_them_and_replays_the_rest() -> None
     assert "tombstone" in err and "bets partition 2 offset 41" in err
     replayed = broker.records("bets", 2)[before:]
     assert [r.value for r in replayed] == [b'{"a": 1}']
+
+
+class TopicLimitAdmin:
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def topic_max_message_bytes(self, topic: str, timeout_s: float) -> int | None:
+        return self.limit
+
+
+@pytest.mark.parametrize(
+    ("producer_settings", "topic_limit", "expected"),
+    [
+        ({}, None, 1_000_000),  # librdkafka's default message.max.bytes
+        ({"message.max.bytes": "5000000"}, None, 5_000_000),
+        ({"message.max.bytes": 5_000_000}, 200_000, 200_000),  # the topic's is smaller
+        ({"message.max.bytes": 100_000}, 1_048_588, 100_000),
+    ],
+)
+def test_the_limit_is_the_smaller_of_the_producers_and_the_topics(
+    producer_settings: dict[str, object], topic_limit: int | None, expected: int
+) -> None:
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.producer import dead_letter_size_limit
+
+    admin = cast(KafkaAdmin, TopicLimitAdmin(topic_limit))
+    assert dead_letter_size_limit(producer_settings, admin, DLQ, 1.0) == expected
