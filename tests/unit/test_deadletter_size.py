@@ -187,3 +187,17 @@ def test_the_limit_is_the_smaller_of_the_producers_and_the_topics(
 
     admin = cast(KafkaAdmin, TopicLimitAdmin(topic_limit))
     assert dead_letter_size_limit(producer_settings, admin, DLQ, 1.0) == expected
+
+
+def test_the_readme_table_names_every_header_the_writer_adds() -> None:
+    from pathlib import Path
+
+    from connector.pipeline.deadletter import ADDED_HEADERS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Dead-letter records", 1)[1].split("\n\n**", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = " ".join(rows)
+    for name in ADDED_HEADERS:
+        base, _, field = name.rpartition(".")
+        assert f"`{name}`" in named or (f"`{base}." in named and f"`.{field}`" in named), name
