@@ -32,6 +32,7 @@ API, broker) and is retried, paused on or reported, never dead-lettered.
     │   ├── CommitError           the commit was not stored
     │   ├── FatalKafkaError       the client cannot continue
     │   └── DeliveryError         a produced record was not acknowledged
+    │       └── RecordTooLargeError   ... because it is larger than the producer's or topic's limit
     ├── WorkerPoolError           the transform worker processes cannot start or run: exit 1
     └── PipelineStopped           the loop unwinds after a fatal condition; the exit code says why
 
@@ -215,6 +216,11 @@ class FatalKafkaError(KafkaPortError):
 
 class DeliveryError(KafkaPortError):
     """A produced record was not acknowledged by the broker."""
+
+
+class RecordTooLargeError(DeliveryError):
+    """The producer or the broker refused a record as larger than its size limit
+    (`message.max.bytes`, the topic's `max.message.bytes`): sending it again cannot help."""
 
 
 class WorkerPoolError(ConnectorError):

@@ -8,15 +8,17 @@ RegistryUnavailable, unchanged: see connector.errors for why the two must never 
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any, Final, Protocol
 
 import fastavro
+from fastavro import _read_py
 from fastavro.read import SchemaResolutionError
 
-from connector.avro.reasons import shorten
+from connector.avro.reasons import read_error_reason, shorten
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import parse, schema_name
 from connector.errors import DecodeError, InvalidSchemaError
@@ -56,6 +58,13 @@ _READ_ERRORS: Final = (
     struct.error,
 )
 
+# fastavro's C reader recurses on the C stack and crashes the process (SIGSEGV, which nothing can
+# catch) at about 4,700 levels of a recursive schema. Every level of a recursive type consumes at
+# least one byte (a union branch or a block count), so a payload this short cannot get near that
+# depth; longer payloads of recursive schemas go through fastavro's pure-Python reader, whose
+# recursion ends in a RecursionError (a DECODE reason) instead.
+C_READER_SAFE_BYTES: Final = 2000
+
 
 # --------------------------------------------------------------------------------------------
 # Framing and decoding
@@ -80,9 +89,15 @@ class RecordDecoder(Protocol):
 
 
 class ReadPlan:
-    """Everything needed to read records of one writer schema, prepared once."""
+    """Everything needed to read records of one writer schema, prepared once.
 
-    __slots__ = ("reader", "reader_label", "writer", "writer_label")
+    `writer` is the parsed schema as given (for code that reasons about its shape); the reads use
+    `checked`, a copy whose unions and enums refuse a negative index (see `_IndexChecked`).
+    `deep_bytes` is the payload size above which the pure-Python reader is used (recursive
+    schemas only), or None.
+    """
+
+    __slots__ = ("checked", "deep_bytes", "reader", "reader_label", "slow_checked", "writer", "writer_label")
 
     def __init__(self, writer: Any, writer_label: str, reader: Any, reader_label: str) -> None:
         self.writer = writer
@@ -90,23 +105,102 @@ class ReadPlan:
         # fastavro compares writer and reader on every call; None skips that and the resolution.
         self.reader = None if reader is None or reader == writer else reader
         self.reader_label = reader_label
+        self.checked = _checked_copy(writer, _IndexChecked)
+        recursive = is_recursive(writer)
+        self.deep_bytes: int | None = C_READER_SAFE_BYTES if recursive else None
+        self.slow_checked = _checked_copy(writer, _SlowIndexChecked) if recursive else writer
+
+
+class _IndexChecked(list[Any]):
+    """A union's branches (or an enum's symbols) as fastavro's C reader indexes them: it adds
+    `len()` to a negative index read from the payload, and only then, so a huge length makes a
+    negative index an IndexError instead of a branch counted from the end (which would turn
+    garbage into a plausible record). Non-negative indexes take list's own C path: free.
+
+    The sum wraps back into range only for the few indexes next to -2**63 (10-byte varints that
+    are all ones); those still decode as fastavro would (README, "Limitations")."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+
+class _SlowIndexChecked(list[Any]):
+    """The same refusal for fastavro's pure-Python reader, which indexes with Python's rules."""
+
+    __slots__ = ()
+
+    def __getitem__(self, index: Any) -> Any:
+        if type(index) is int and index < 0:
+            raise IndexError("negative index")
+        return list.__getitem__(self, index)
+
+
+def _checked_copy(node: Any, kind: type[list[Any]]) -> Any:
+    """A copy of a parsed writer schema with every union and enum symbol list made `kind`."""
+    if isinstance(node, list):
+        return kind(_checked_copy(branch, kind) for branch in node)
+    if isinstance(node, dict):
+        copied = {key: _checked_copy(item, kind) for key, item in node.items()}
+        if node.get("type") == "enum" and isinstance(node.get("symbols"), list):
+            copied["symbols"] = kind(node["symbols"])
+        return copied
+    return node
+
+
+def is_recursive(parsed: Any) -> bool:
+    """Whether a parsed schema has a named type that contains itself (a tree, a linked list)."""
+    named: dict[str, Any] = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
+
+    def references(node: Any, found: set[str]) -> set[str]:
+        if isinstance(node, str):
+            if node in named:
+                found.add(node)
+        elif isinstance(node, list):
+            for item in node:
+                references(item, found)
+        elif isinstance(node, dict):
+            for key in ("type", "items", "values", "fields"):
+                if key in node:
+                    references(node[key], found)
+            if node is not parsed and isinstance(node.get("name"), str) and node["name"] in named:
+                found.add(node["name"])
+        return found
+
+    edges = {
+        name: references({k: v for k, v in schema.items() if k != "name"}, set())
+        for name, schema in named.items()
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def cyclic(name: str) -> bool:
+        state[name] = 1
+        for target in edges.get(name, ()):
+            mark = state.get(target)
+            if mark == 1 or (mark is None and cyclic(target)):
+                return True
+        state[name] = 2
+        return False
+
+    return any(state.get(name) is None and cyclic(name) for name in edges)
 
 
 def read_datum(plan: ReadPlan, value: bytes, offset: int) -> dict[str, Any]:
     stream = BytesIO(value)  # shares the bytes object's buffer: no copy
     stream.seek(offset)
     try:
-        datum = fastavro.schemaless_reader(stream, plan.writer, plan.reader)
+        if plan.deep_bytes is not None and len(value) - offset > plan.deep_bytes:
+            datum = _read_py.schemaless_reader(stream, plan.slow_checked, plan.reader)
+        else:
+            datum = fastavro.schemaless_reader(stream, plan.checked, plan.reader)
     except SchemaResolutionError as exc:
         raise DecodeError(
             f"writer schema {plan.writer_label} cannot be read as reader schema {plan.reader_label}: "
             f"{shorten(exc, 160)}"
         ) from None
     except _READ_ERRORS as exc:
-        reason = str(exc) or "unexpected end of data"
-        raise DecodeError(
-            f"invalid Avro for {plan.writer_label}: {type(exc).__name__}: {shorten(reason, 200)}"
-        ) from None
+        raise DecodeError(f"invalid Avro for {plan.writer_label}: {read_error_reason(exc)}") from None
     left = len(value) - stream.tell()
     if left:
         raise DecodeError(f"{left} trailing bytes after the {plan.writer_label} record")

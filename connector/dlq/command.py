@@ -35,10 +35,9 @@ from connector.dlq.render import (
     show_lines,
     stats_lines,
 )
-from connector.dlq.replay import ReplayItem, ReplayReport, plan_replay, replay
+from connector.dlq.replay import ReplayItem, ReplayReport, plan_replay, replay, skip_reason
 from connector.errors import ConfigError, ExitCode, KafkaPortError
 from connector.kafka.ports import ProducerPort, Record, TopicPartition
-from connector.pipeline.deadletter import H_TOPIC
 
 if TYPE_CHECKING:
     from connector.avro.registry import SchemaRegistryClient
@@ -293,7 +292,7 @@ def _replay(
 ) -> int:
     items, skipped = plan_replay(selected, dlq_topic, request.to, topics)
     for record in skipped:
-        io.error(f"skipped {record.partition}:{record.offset}: no {H_TOPIC} header; use --to TOPIC")
+        io.error(f"skipped {record.partition}:{record.offset}: {skip_reason(record)}")
     targets = Counter(item.topic for item in items)
     missing = sorted(t for t in targets if t not in topics)
     if missing:

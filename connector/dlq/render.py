@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.dlq.read import NO_VALUE, DeadLetter
 from connector.kafka.ports import Record
-from connector.pipeline.deadletter import format_timestamp
+from connector.pipeline.deadletter import format_timestamp, value_omitted
 from connector.runtime.tables import render_table
 
 if TYPE_CHECKING:
@@ -269,7 +269,18 @@ def show_json(record: Record, dlq_topic: str, registry: SchemaRegistryClient | N
         "key": show_bytes(record.key).as_json(),
         "headers": [{"name": name, **show_bytes(value).as_json()} for name, value in record.headers],
         "value": show_value(record.value, registry).as_json(),
+        **_omitted_json(record),
     }
+
+
+def _omitted_json(record: Record) -> dict[str, Any]:
+    """For a copy written without its value: the original's size and where the original still is."""
+    size = value_omitted(record.headers)
+    if size is None:
+        return {}
+    entry = DeadLetter.from_record(record)
+    original = {"topic": entry.topic, "partition": entry.partition, "offset": entry.offset}
+    return {"value_omitted": {"size": size, "original": original}}
 
 
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -313,6 +324,14 @@ def show_lines(doc: Mapping[str, Any]) -> list[str]:
         lines += [data[i : i + _HEX_LINE_CHARS] for i in range(0, len(data), _HEX_LINE_CHARS)]
     elif value["format"] != "null":
         lines += str(value["data"]).splitlines()
+    omitted = doc.get("value_omitted")
+    if omitted:
+        where = omitted["original"]
+        lines.append(
+            f"           (omitted: the original value of {omitted['size']} bytes was too large for the "
+            f"dead-letter topic; it is still at {where['topic']} partition {where['partition']} offset "
+            f"{where['offset']} for as long as that topic's retention keeps it)"
+        )
     return lines
 
 

@@ -2,6 +2,10 @@
 
 Replay re-publishes a record as it was before it failed: original key, value and headers, byte for
 byte, minus the headers the dead-letter writer added, plus `optikpi.replayed_from`.
+
+A copy written without its value (`optikpi.value.omitted`: the original was too large for the
+dead-letter topic) is never replayed: it would publish a null, which a compacted topic takes as a
+tombstone that deletes the key. It is named instead, with where its original still is.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from connector.dlq.read import DeadLetter
 from connector.errors import DeliveryError
 from connector.kafka.ports import Header, ProducerPort, Record
-from connector.pipeline.deadletter import ADDED_HEADERS
+from connector.pipeline.deadletter import ADDED_HEADERS, H_TOPIC, value_omitted
 
 REPLAYED_FROM = "optikpi.replayed_from"
 
@@ -41,10 +45,32 @@ class ReplayItem:
     headers: tuple[Header, ...]
 
 
+def original_location(entry: DeadLetter) -> str:
+    """Where a dead letter's original record is, e.g. `bets partition 2 offset 1234`."""
+    return f"{entry.topic or '?'} partition {_or_unknown(entry.partition)} offset {_or_unknown(entry.offset)}"
+
+
+def _or_unknown(number: int | None) -> str:
+    return "?" if number is None else str(number)
+
+
+def skip_reason(record: Record) -> str:
+    """Why `plan_replay` left a record out."""
+    size = value_omitted(record.headers)
+    if size is not None:
+        return (
+            f"its value ({size} bytes) was too large for the dead-letter topic and was not kept; "
+            "replaying it would publish a null (a tombstone on a compacted topic). The original is "
+            f"at {original_location(DeadLetter.from_record(record))} while that topic's retention keeps it"
+        )
+    return f"no {H_TOPIC} header; use --to TOPIC"
+
+
 def plan_replay(
     records: Iterable[Record], dlq_topic: str, to: str | None, partition_counts: Mapping[str, int]
 ) -> tuple[list[ReplayItem], list[Record]]:
-    """(what to send, records that cannot be replayed because they do not say where they came from).
+    """(what to send, records that cannot be replayed: they do not say where they came from, or
+    their value was omitted; `skip_reason` says which).
 
     Back to its original topic a record keeps its original partition, so it lands beside the other
     records of its key whatever partitioner first wrote them.
@@ -54,7 +80,7 @@ def plan_replay(
     for record in records:
         entry = DeadLetter.from_record(record)
         target = to or entry.topic
-        if not target:
+        if not target or value_omitted(record.headers) is not None:
             skipped.append(record)
             continue
         partition = entry.partition if target == entry.topic else None

@@ -134,6 +134,15 @@ class KafkaAdmin:
             return {}  # not every broker (or ACL) allows it: the metadata still answers
         return {key: entry.value for key, entry in entries.items() if entry.value is not None}
 
+    def topic_max_message_bytes(self, topic: str, timeout_s: float) -> int | None:
+        """The topic's `max.message.bytes`; None when the broker does not say (no DescribeConfigs,
+        no permission, no answer in time): callers then go by the producer's own limit."""
+        try:
+            value = self._topic_configs(topic, timeout_s).get("max.message.bytes")
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
     def list_groups(self, timeout_s: float) -> set[str]:
         """Names of the consumer groups the cluster knows (any group that joined or committed)."""
         try:

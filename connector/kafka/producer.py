@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 
-from connector.errors import DeliveryError, FatalKafkaError, KafkaPortError
-from connector.kafka._errors import port_error
-from connector.kafka.admin import kafka_version
+from connector.errors import DeliveryError, FatalKafkaError, KafkaPortError, RecordTooLargeError
+from connector.kafka._errors import kafka_error_of, port_error
+from connector.kafka.admin import KafkaAdmin, kafka_version
 from connector.kafka.config import redact_config
 from connector.kafka.consumer import FatalErrorLatch
 from connector.kafka.ports import DeliveryCallback, Header, ProducerPort
@@ -22,6 +22,35 @@ from connector.runtime.logs import get_logger
 
 # How long produce() waits for room in librdkafka's local queue before giving up.
 _QUEUE_FULL_WAIT_S = 1.0
+# librdkafka's default `message.max.bytes`.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
+
+def _delivery_error(error: ck.KafkaError | None, text: str) -> DeliveryError:
+    if error is not None and error.code() == ck.KafkaError.MSG_SIZE_TOO_LARGE:
+        return RecordTooLargeError(text)
+    return DeliveryError(text)
+
+
+def message_max_bytes(config: Mapping[str, object]) -> int:
+    """The producer's own size limit for one record, from its librdkafka settings."""
+    try:
+        return int(str(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES)))
+    except ValueError:
+        return DEFAULT_MESSAGE_MAX_BYTES
+
+
+def dead_letter_size_limit(
+    producer_settings: Mapping[str, object], admin: KafkaAdmin | None, topic: str, timeout_s: float
+) -> int:
+    """The largest record the dead-letter topic takes from this producer: the smaller of the
+    producer's `message.max.bytes` and the topic's `max.message.bytes`, where the broker says."""
+    limit = message_max_bytes(producer_settings)
+    if admin is not None:
+        topic_limit = admin.topic_max_message_bytes(topic, timeout_s)
+        if topic_limit is not None:
+            limit = min(limit, topic_limit)
+    return limit
 
 
 class KafkaProducer:
@@ -54,7 +83,7 @@ class KafkaProducer:
         self._errors.raise_if_fatal()
 
         def delivered(error: ck.KafkaError | None, _message: ck.Message) -> None:
-            on_delivery(None if error is None else DeliveryError(str(error)))
+            on_delivery(None if error is None else _delivery_error(error, str(error)))
 
         arguments: dict[str, Any] = {
             "value": value,
@@ -78,7 +107,7 @@ class KafkaProducer:
                 error = port_error(exc, f"produce to {topic} refused")
                 if isinstance(error, FatalKafkaError):
                     raise error from exc
-                self._refused.append((on_delivery, DeliveryError(str(error))))
+                self._refused.append((on_delivery, _delivery_error(kafka_error_of(exc), str(error))))
                 return
 
     def _run_refused(self) -> int:

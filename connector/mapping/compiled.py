@@ -61,6 +61,11 @@ def split_path(target: str, path: str) -> tuple[str, ...]:
 # allocate a huge integer for nothing.
 _MAX_DECIMAL_ADJUSTED: Final = 308
 _NOT_FINITE: Final = "not a finite number (NaN and Infinity have no JSON form)"
+# Objects and arrays nested deeper than this are refused with a reason, well before Python's
+# recursion limit (a RecursionError would depend on how deep the caller's stack already is, so
+# two transforms could disagree) and before orjson's limit of 255.
+MAX_NESTING: Final = 100
+_TOO_DEEP: Final = f"objects and arrays are nested deeper than {MAX_NESTING} levels"
 
 
 def _format_datetime(value: datetime) -> str:
@@ -93,7 +98,9 @@ def _convert_decimal(value: Decimal) -> int | float:
     return result
 
 
-def _convert_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
+def _convert_dict(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+    if depth >= MAX_NESTING:
+        raise _ConversionError("depth", _TOO_DEEP)
     out: dict[str, Any] = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -102,25 +109,27 @@ def _convert_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
                 raise _ConversionError("type", f"object keys must be strings (got a {got} key)")
             key = str.__str__(key)
         try:
-            out[key] = _convert(item)
+            out[key] = _convert(item, depth + 1)
         except _ConversionError as exc:
             exc.location.append(f".{key}")
             raise
     return out
 
 
-def _convert_list(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+def _convert_list(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
+    if depth >= MAX_NESTING:
+        raise _ConversionError("depth", _TOO_DEEP)
     out: list[Any] = []
     for index, item in enumerate(value):
         try:
-            out.append(_convert(item))
+            out.append(_convert(item, depth + 1))
         except _ConversionError as exc:
             exc.location.append(f"[{index}]")
             raise
     return out
 
 
-def _convert(value: Any) -> Any:
+def _convert(value: Any, depth: int = 0) -> Any:
     t = type(value)
     # Exact types first: they are what fastavro returns almost always.
     if t is str or t is int or t is bool or value is None:
@@ -130,9 +139,9 @@ def _convert(value: Any) -> Any:
             return value
         raise _ConversionError("finite", _NOT_FINITE)
     if t is dict:
-        return _convert_dict(value)
+        return _convert_dict(value, depth)
     if t is list or t is tuple:
-        return _convert_list(value)
+        return _convert_list(value, depth)
     # datetime is a subclass of date: test it first.
     if isinstance(value, datetime):
         return _format_datetime(value)
@@ -156,9 +165,9 @@ def _convert(value: Any) -> Any:
     if isinstance(value, float):
         return _convert(float(value))
     if isinstance(value, Mapping):
-        return _convert_dict(value)
+        return _convert_dict(value, depth)
     if isinstance(value, list | tuple):
-        return _convert_list(value)
+        return _convert_list(value, depth)
     raise _ConversionError("type", f"a value of type {type(value).__name__} cannot be sent as JSON")
 
 
@@ -185,7 +194,8 @@ def decimal_to_json(value: Decimal, field: str) -> int | float:
 
 
 def _mapping_error(exc: _ConversionError, field: str) -> MappingError:
-    where = "".join(reversed(exc.location))
+    # Past MAX_NESTING levels the path would be a hundred keys long: the field says enough.
+    where = "" if exc.rule == "depth" else "".join(reversed(exc.location))
     message = f"{exc.message} (at {field}{where})" if where else exc.message
     return MappingError(field, message, rule=exc.rule)
 

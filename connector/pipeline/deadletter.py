@@ -3,6 +3,13 @@
 Headers follow Kafka Connect's names (`__connect.errors.*`) so existing tools read them. A record
 counts as done only when the broker acknowledged its copy (idempotent producer, acks=all): the
 caller passes `on_done` and marks the source offset done from there, never earlier.
+
+A copy larger than the dead-letter topic takes (the producer's `message.max.bytes`, the topic's
+`max.message.bytes`) would be refused on every try and block its partition for good. It is written
+with the value omitted (null) and `optikpi.value.omitted: <original size>` instead; the original
+stays where the topic, partition and offset headers say, for as long as its retention keeps it.
+The limit is decided up front where it is known, and a copy the producer or broker refuses as too
+large anyway is written once more without its value.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from connector import __version__
-from connector.errors import Stage
+from connector.errors import DeliveryError, RecordTooLargeError, Stage
 from connector.kafka.ports import DeliveryCallback, Header, ProducerPort, Record
 from connector.runtime.tracing import trace_id_from
 
@@ -31,6 +38,11 @@ H_HTTP_RESPONSE = "optikpi.http.response"
 H_FAILED_AT = "optikpi.failed_at"
 H_VERSION = "optikpi.connector.version"
 H_TRACE_ID = "optikpi.trace_id"
+H_VALUE_OMITTED = "optikpi.value.omitted"
+# What a record costs on top of its key, value and headers (Kafka's record-batch framing), with
+# room to spare: the estimate must never be below what the producer counts.
+_RECORD_OVERHEAD_BYTES = 512
+_HEADER_OVERHEAD_BYTES = 10
 ADDED_HEADERS = frozenset(
     {
         H_TOPIC,
@@ -45,6 +57,7 @@ ADDED_HEADERS = frozenset(
         H_FAILED_AT,
         H_VERSION,
         H_TRACE_ID,
+        H_VALUE_OMITTED,
     }
 )
 
@@ -99,11 +112,40 @@ def dead_letter_headers(
     return headers
 
 
+def record_size(key: bytes | None, value: bytes | None, headers: list[Header]) -> int:
+    """An upper estimate of a record's size as the producer and broker count it."""
+    size = _RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
+    for name, header_value in headers:
+        size += len(name.encode()) + len(header_value or b"") + _HEADER_OVERHEAD_BYTES
+    return size
+
+
+def value_omitted(headers: tuple[Header, ...] | list[Header]) -> int | None:
+    """The original value size of a dead-letter copy written without its value, else None."""
+    for name, value in headers:
+        if name == H_VALUE_OMITTED and value is not None:
+            try:
+                return int(value.decode())
+            except ValueError:
+                return -1
+    return None
+
+
 class DeadLetterWriter:
-    def __init__(self, producer: ProducerPort, topic: str, now: Callable[[], datetime] = _utc_now) -> None:
+    """`max_bytes`: the largest record the dead-letter topic takes (None: not known up front)."""
+
+    def __init__(
+        self,
+        producer: ProducerPort,
+        topic: str,
+        now: Callable[[], datetime] = _utc_now,
+        *,
+        max_bytes: int | None = None,
+    ) -> None:
         self.topic = topic
         self._producer = producer
         self._now = now
+        self.max_bytes = max_bytes
 
     def write(
         self,
@@ -129,7 +171,25 @@ class DeadLetterWriter:
             failed_at=self._now(),
             trace_id=trace_id,
         )
-        self._producer.produce(self.topic, record.key, record.value, headers, on_done)
+        value = record.value
+        limit = self.max_bytes
+        if value is not None and limit is not None and record_size(record.key, value, headers) > limit:
+            self._produce_omitted(record, headers, on_done)
+            return
+
+        def delivered(err: DeliveryError | None) -> None:
+            if isinstance(err, RecordTooLargeError) and value is not None:
+                # Once: a copy without its value is as small as this record's copy gets.
+                self._produce_omitted(record, headers, on_done)
+                return
+            on_done(err)
+
+        self._producer.produce(self.topic, record.key, value, headers, delivered)
+
+    def _produce_omitted(self, record: Record, headers: list[Header], on_done: DeliveryCallback) -> None:
+        size = len(record.value or b"")
+        omitted = [*headers, (H_VALUE_OMITTED, str(size).encode())]
+        self._producer.produce(self.topic, record.key, None, omitted, on_done)
 
     def poll(self) -> int:
         return self._producer.poll(0)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import load_schema
@@ -17,7 +18,6 @@ from connector.ingest.outage import ApiOutage
 from connector.kafka.config import consumer_config, producer_config
 from connector.kafka.ports import AdminPort, ConsumerPort, ProducerPort
 from connector.kafka.rdlogs import LibrdkafkaLogs
-from connector.kafka.ports import ConsumerPort, ProducerPort
 from connector.mapping.check import check_mapping
 from connector.mapping.compiled import TopicMapping
 from connector.pipeline.cluster import ClusterWatch
@@ -29,6 +29,9 @@ from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
 from connector.transform.framing import ConfluentFraming, RawAvroFraming, ValueFraming
 from connector.transform.workers import TransformPool
+
+if TYPE_CHECKING:
+    from connector.kafka.admin import KafkaAdmin
 
 log = get_logger(__name__)
 
@@ -175,17 +178,24 @@ def build_connector(
             from connector.kafka.consumer import KafkaConsumer
 
             consumer = KafkaConsumer(kafka_consumer_config(settings))
+        dead_letter_max_bytes: int | None = None
+        # One admin client for what start-up asks the cluster: the dead-letter topic's size
+        # limit, and the topics and brokers the ClusterWatch keeps an eye on.
+        kafka_admin = (
+            _kafka_admin(settings) if producer is None or (admin is None and consumer_is_kafka) else None
+        )
         if producer is None:
-            from connector.kafka.producer import KafkaProducer
+            from connector.kafka.producer import KafkaProducer, dead_letter_size_limit
 
             producer = KafkaProducer(kafka_producer_config(settings))
             closers.append(producer.close)
+            assert kafka_admin is not None and settings.dead_letter is not None
+            # Copies above the limit are written without their value, so they cannot block a partition.
+            dead_letter_max_bytes = dead_letter_size_limit(
+                kafka_producer_config(settings), kafka_admin, settings.dead_letter.topic, 5.0
+            )
         if admin is None and consumer_is_kafka:
-            from connector.kafka.admin import KafkaAdmin
-            from connector.kafka.config import admin_config
-
-            assert settings.kafka is not None
-            admin = KafkaAdmin(admin_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
+            admin = kafka_admin
     except KafkaPortError as exc:  # librdkafka refused a property: the user's configuration
         raise ConfigError([f"{settings.source}: kafka.properties: {exc}"]) from None
     if admin is not None:
@@ -221,7 +231,7 @@ def build_connector(
         closers.append(lambda: pool.close(0.0))  # the pipeline closes it; this is for a failed start
     pipeline = Pipeline(
         consumer,
-        DeadLetterWriter(producer, settings.dead_letter.topic),
+        DeadLetterWriter(producer, settings.dead_letter.topic, max_bytes=dead_letter_max_bytes),
         uploaders,
         routes,
         batching=settings.batching,
@@ -236,6 +246,14 @@ def build_connector(
         pool=pool,
     )
     return Connector(pipeline, health, metrics, closers)
+
+
+def _kafka_admin(settings: Settings) -> KafkaAdmin:
+    from connector.kafka.admin import KafkaAdmin
+    from connector.kafka.config import admin_config
+
+    assert settings.kafka is not None
+    return KafkaAdmin(admin_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
 
 
 def start_pool(settings: Settings) -> TransformPool | None:

@@ -24,7 +24,7 @@ from connector.ingest.validation import format_errors
 from connector.transform.checks import emit_checks
 from connector.transform.fields import FIELD_NAMES, map_fields
 from connector.transform.rawdecimal import decimal_number, raw_decimals, strip_decimals
-from connector.transform.reference import build_reference
+from connector.transform.reference import LIMIT_ERRORS, build_reference, limit_poison
 from connector.transform.serialize import SERIALIZE_NAMES, emit_serialize
 from connector.transform.shapes import TopShapes
 from connector.transform.source import Source, literal
@@ -43,6 +43,8 @@ _NAMES: Final[dict[str, Any]] = {
     "Poison": Poison,
     "RecordError": RecordError,
     "TypeError": TypeError,
+    "LIMIT_ERRORS": LIMIT_ERRORS,
+    "limit_poison": limit_poison,
     "MAP": Stage.MAP,
     "VALIDATE": Stage.VALIDATE,
 }
@@ -97,6 +99,8 @@ def _generate(spec: TransformSpec, plan: ReadPlan, shapes: TopShapes) -> Source:
     src.add(2, "return Poison(exc.stage, type(exc).__name__, str(exc))")
     src.add(1, "except TypeError as exc:  # a mapped value JSON has no form for")
     src.add(2, "return Poison(MAP, type(exc).__name__, str(exc))")
+    src.add(1, "except LIMIT_ERRORS as exc:  # the stack or memory, exhausted by this one record")
+    src.add(2, "return limit_poison(exc)")
     return src
 
 

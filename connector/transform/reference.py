@@ -16,7 +16,22 @@ from connector.ingest.validation import format_errors, validate_record
 from connector.mapping.compiled import TopicMapping
 from connector.transform.spec import Poison, Transform, TransformSpec
 
-__all__ = ["build_reference", "reference_steps"]
+__all__ = ["LIMIT_ERRORS", "build_reference", "limit_poison", "reference_steps"]
+
+# What one record can exhaust: the stack (a value nested past every explicit limit) or memory.
+# Either is that record's problem, not the pipeline's: it goes to the dead-letter topic at MAP
+# (decode failures are DecodeError by then), and the partition moves on.
+LIMIT_ERRORS = (RecursionError, MemoryError)
+_LIMIT_REASONS = {
+    "RecursionError": "the record is nested too deeply to map and serialize",
+    "MemoryError": "the record needs more memory than there is to map and serialize",
+}
+
+
+def limit_poison(exc: BaseException) -> Poison:
+    """The Poison of a record that exhausted the stack or memory after it was decoded."""
+    name = type(exc).__name__
+    return Poison(Stage.MAP, name, _LIMIT_REASONS.get(name, name))
 
 
 def build_reference(spec: TransformSpec) -> Transform:
@@ -41,5 +56,7 @@ def reference_steps(mapping: TopicMapping, decode: Callable[[bytes], Mapping[str
             return Poison(exc.stage, type(exc).__name__, str(exc))
         except TypeError as exc:  # a mapped value JSON has no form for
             return Poison(Stage.MAP, type(exc).__name__, str(exc))
+        except LIMIT_ERRORS as exc:
+            return limit_poison(exc)
 
     return transform
