@@ -271,6 +271,9 @@ class Pipeline:
         self._dispatcher.seal_due(now)
         self._dispatcher.probe_refused(now)
         self._dead_letters.retry_due(now)
+        # Settle before dispatching too: a finished upload frees its partitions for their next
+        # batch in this turn, not one poll later.
+        self._dispatcher.settle(self._uploaded)
         self._dispatcher.dispatch()
         self._dispatcher.settle(self._uploaded)
         self._dead_letters.poll()
@@ -367,8 +370,8 @@ class Pipeline:
                 self._dispatcher.seal_all()  # the drain sends what came back without waiting
             self._dispatcher.probe_refused(now)
             self._dead_letters.retry_due(now)
-            self._dispatcher.dispatch()
             self._dispatcher.settle(self._uploaded)
+            self._dispatcher.dispatch()
             self._dead_letters.poll()
             if self._busy(partitions) and not self._dispatcher.has_completions():
                 self._sleep(0.02)
