@@ -285,6 +285,13 @@ class Pipeline:
     def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
         if result.accepted:
             self._observe_delivery(batch, endpoint)
+        if not result.rejected:  # the usual case: the whole batch is done at once
+            count, size = self._tracker.done_many(item.record for item in batch.items)
+            self._load.remove(count, size)
+            self.stats["accepted"] += count
+            for _ in range(count):
+                self._dead_letters.accepted()
+            return
         rejected = {r.index: r for r in result.rejected}
         for index, item in enumerate(batch.items):
             if not self._tracker.is_pending(item.record.tp, item.record.offset):
