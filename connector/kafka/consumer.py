@@ -229,6 +229,21 @@ class KafkaConsumer:
                 self._consumer.resume(parts)
             except ck.KafkaException as exc:
                 raise port_error(exc, "resume failed") from exc
+            self._wake_fetchers(parts)
+
+    def _wake_fetchers(self, parts: list[ck.TopicPartition]) -> None:
+        """librdkafka does not wake a broker's fetcher that went idle because all its partitions
+        were paused: a resumed partition's first fetch then waits for the fetcher's next tick, up to
+        a second (0.75-0.9 s measured on the embedded broker, every time). A seek to the position
+        the partition resumes from anyway (the record after the last one handed out) wakes it at
+        once and changes nothing else. Only a speed-up: a failed seek leaves the plain resume."""
+        try:
+            positions = self._consumer.position(parts)
+            for tp in positions:
+                if tp.error is None and tp.offset >= 0:  # nothing handed out yet: nothing to wake
+                    self._consumer.seek(tp)
+        except ck.KafkaException as exc:
+            self._logger.debug("could not wake the fetcher after a resume", error=str(exc))
 
     def assignment(self) -> set[TopicPartition]:
         if self._closed:

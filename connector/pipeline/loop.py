@@ -283,6 +283,9 @@ class Pipeline:
         self._dispatcher.seal_due(now)
         self._dispatcher.probe_refused(now)
         self._dead_letters.retry_due(now)
+        # Settle before dispatching too: a finished upload frees its partitions for their next
+        # batch in this turn, not one poll later.
+        self._dispatcher.settle(self._uploaded)
         self._dispatcher.dispatch()
         self._dispatcher.settle(self._uploaded)
         self._dead_letters.poll()
@@ -294,6 +297,13 @@ class Pipeline:
     def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
         if result.accepted:
             self._observe_delivery(batch, endpoint)
+        if not result.rejected:  # the usual case: the whole batch is done at once
+            count, size = self._tracker.done_many(item.record for item in batch.items)
+            self._load.remove(count, size)
+            self.stats["accepted"] += count
+            for _ in range(count):
+                self._dead_letters.accepted()
+            return
         rejected = {r.index: r for r in result.rejected}
         for index, item in enumerate(batch.items):
             if not self._tracker.is_pending(item.record.tp, item.record.offset):
@@ -387,8 +397,8 @@ class Pipeline:
                 self._dispatcher.seal_all()  # the drain sends what came back without waiting
             self._dispatcher.probe_refused(now)
             self._dead_letters.retry_due(now)
-            self._dispatcher.dispatch()
             self._dispatcher.settle(self._uploaded)
+            self._dispatcher.dispatch()
             self._dead_letters.poll()
             if self._busy(partitions) and not self._dispatcher.has_completions():
                 self._sleep(0.02)

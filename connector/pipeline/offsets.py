@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from connector.kafka.ports import TopicPartition
+from connector.kafka.ports import Record, TopicPartition
 
 
 class PartitionOffsets:
@@ -34,12 +34,27 @@ class PartitionOffsets:
     def done(self, offset: int) -> int | None:
         """Mark done; returns the record's size, or None if it was not pending (already done or unknown)."""
         size = self._pending.pop(offset, None)
-        if size is None:
-            return None
+        if size is not None:
+            self._trim()
+        return size
+
+    def done_many(self, offsets: Iterable[int]) -> tuple[int, int]:
+        """Mark each done; returns how many were pending and their bytes."""
+        pending = self._pending
+        count = size = 0
+        for offset in offsets:
+            one = pending.pop(offset, None)
+            if one is not None:
+                count += 1
+                size += one
+        if count:
+            self._trim()
+        return count, size
+
+    def _trim(self) -> None:
         order = self._order
         while order and order[0] not in self._pending:
             order.popleft()
-        return size
 
     def is_pending(self, offset: int) -> bool:
         return offset in self._pending
@@ -88,6 +103,24 @@ class OffsetTracker:
     def done(self, tp: TopicPartition, offset: int) -> int | None:
         part = self._partitions.get(tp)
         return None if part is None else part.done(offset)
+
+    def done_many(self, records: Iterable[Record]) -> tuple[int, int]:
+        """Mark these records done (an accepted batch, at once); returns how many were pending
+        and their bytes. Records of partitions no longer owned are skipped."""
+        by_partition: dict[TopicPartition, list[int]] = {}
+        for record in records:
+            offsets = by_partition.get(record.tp)
+            if offsets is None:
+                offsets = by_partition[record.tp] = []
+            offsets.append(record.offset)
+        count = size = 0
+        for tp, offsets in by_partition.items():
+            part = self._partitions.get(tp)
+            if part is not None:
+                done, done_bytes = part.done_many(offsets)
+                count += done
+                size += done_bytes
+        return count, size
 
     def is_pending(self, tp: TopicPartition, offset: int) -> bool:
         part = self._partitions.get(tp)

@@ -5,6 +5,11 @@ JSON.stringify's. Here most of that is decided once from the fields' `Value`s: s
 and 32-bit ints are always safe, fixed values are compared once, and only numbers that may be
 integral, tiny or beyond 2**53 are tested per record. Anything else (nested values, keys starting
 with a digit) sends the record through `dumps_bytes`, as does a lone surrogate (orjson refuses it).
+
+Integral doubles are common (a win of 20.0, a balance of 0.0) and orjson writes `20.0` where
+JavaScript writes `20`. Rather than sending every such record through `dumps_bytes`, a record that
+fails the test has its integral doubles within 2**53 replaced by ints (JavaScript prints them the
+same way, and so does jsjson) and is tested again.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import orjson
 
 from connector.ingest.fastjson import dumps_bytes
 from connector.transform.fields import FieldCode, Value
-from connector.transform.source import Source
+from connector.transform.source import Source, literal
 
 __all__ = ["SERIALIZE_NAMES", "emit_serialize", "float_is_plain", "number_is_plain"]
 
@@ -54,8 +59,12 @@ def _fixed_is_plain(value: Any) -> bool:
         return False
 
 
-def _condition(field: FieldCode) -> str | None:
-    """A test that the field's value is safe for orjson; "" when it always is; None: never."""
+_DOUBLES: Final = frozenset({Value.FLOAT, Value.NUMBER, Value.BIG_NUMBER})
+
+
+def _condition(field: FieldCode, ints_too: bool = False) -> str | None:
+    """A test that the field's value is safe for orjson; "" when it always is; None: never.
+    `ints_too`: a FLOAT field may hold an int (an integral double replaced)."""
     if not field.var:
         return "" if _fixed_is_plain(field.fixed) else None
     var = field.var
@@ -63,9 +72,9 @@ def _condition(field: FieldCode) -> str | None:
         return ""
     if field.value is Value.INT:
         test = f"-MAX_SAFE <= {var} <= MAX_SAFE"
-    elif field.value is Value.FLOAT:
+    elif field.value is Value.FLOAT and not ints_too:
         test = f"float_is_plain({var})"
-    elif field.value in (Value.NUMBER, Value.BIG_NUMBER):
+    elif field.value in _DOUBLES:
         test = f"number_is_plain({var})"
     else:
         test = ""
@@ -76,24 +85,43 @@ def _condition(field: FieldCode) -> str | None:
 
 def emit_serialize(fields: list[FieldCode], src: Source, indent: int) -> None:
     """Emit the code that returns the body of `out`."""
+    conditions = _conditions(fields)
+    if conditions is not None:
+        _emit_orjson(conditions, src, indent)
+        doubles = [f for f in fields if f.var and f.value in _DOUBLES]
+        if conditions and doubles:
+            for field in doubles:
+                var = field.var
+                src.add(
+                    indent,
+                    f"if type({var}) is float and {var}.is_integer() and -MAX_SAFE <= {var} <= MAX_SAFE: "
+                    f"out[{literal(field.name)}] = {var} = int({var})",
+                )
+            retry = _conditions(fields, ints_too=True)
+            assert retry is not None  # the same fields, only FLOAT tested more widely
+            _emit_orjson(retry, src, indent)
+    src.add(indent, "return dumps_bytes(out)")
+
+
+def _conditions(fields: list[FieldCode], ints_too: bool = False) -> list[str] | None:
+    """The per-record tests under which orjson's bytes are JavaScript's; None: never."""
     conditions: list[str] = []
     for field in fields:
         if field.name[:1] in _DIGITS:  # JavaScript puts array-index keys first
-            conditions = ["False"]
-            break
-        condition = _condition(field)
+            return None
+        condition = _condition(field, ints_too)
         if condition is None:
-            conditions = ["False"]
-            break
+            return None
         if condition:
             conditions.append(condition)
-    if conditions != ["False"]:
-        if conditions:
-            src.add(indent, f"if {' and '.join(conditions)}:")
-            indent += 1
-        src.add(indent, "try:")
-        src.add(indent + 1, "return orjson_dumps(out)")
-        src.add(indent, "except TypeError:  # a lone surrogate: jsjson escapes it")
-        src.add(indent + 1, "pass")
-        indent -= 1 if conditions else 0
-    src.add(indent, "return dumps_bytes(out)")
+    return conditions
+
+
+def _emit_orjson(conditions: list[str], src: Source, indent: int) -> None:
+    if conditions:
+        src.add(indent, f"if {' and '.join(conditions)}:")
+        indent += 1
+    src.add(indent, "try:")
+    src.add(indent + 1, "return orjson_dumps(out)")
+    src.add(indent, "except TypeError:  # a lone surrogate: jsjson escapes it")
+    src.add(indent + 1, "pass")

@@ -162,6 +162,31 @@ def test_paused_partitions_deliver_nothing_until_resumed(backend: Backend) -> No
     assert positions(after_resume) == [(0, 0), (0, 1), (0, 2)]
 
 
+def test_a_partition_resumed_mid_stream_continues_at_the_next_record(backend: Backend) -> None:
+    """The adapter's resume also seeks (to wake librdkafka's idle fetcher): to exactly the record
+    after the last one handed out, so nothing is skipped or handed out twice."""
+    topic = backend.names.topic()
+    p0 = TopicPartition(topic, 0)
+    backend.create_topic(topic, 1)
+    produce(backend, topic, [b"v"] * 8)
+    consumer = backend.consumer(backend.names.group())
+    consumer.subscribe([topic], RecordingListener())
+    first: list[Record] = []
+    for _ in range(100):  # joining the group takes a few polls on a real broker
+        first += consumer.consume(3 - len(first), 0.2)
+        if len(first) == 3:
+            break
+
+    consumer.pause([p0])
+    while_paused = poll_rounds([consumer], 5)
+    consumer.resume([p0])
+    rest = consume_until([consumer], lambda got: len(got) >= 5)
+    rest += poll_rounds([consumer], 5)
+
+    assert (positions(first), while_paused) == ([(0, 0), (0, 1), (0, 2)], [])
+    assert positions(rest) == [(0, offset) for offset in range(3, 8)]
+
+
 def test_high_watermarks_are_the_end_offsets_seen_in_fetched_data(backend: Backend) -> None:
     topic = backend.names.topic()
     p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from connector.kafka.ports import TopicPartition
+from connector.kafka.ports import Record, TopicPartition
 from connector.pipeline.offsets import OffsetTracker, PartitionOffsets
 
 pytestmark = pytest.mark.unit
@@ -83,3 +83,20 @@ def test_tracker_commits_only_moved_positions_of_owned_partitions() -> None:
     assert t.to_commit([TP]) == {} and not t.owns(TP)
     assert t.done(TP, 1) is None  # late completion of a revoked partition is ignored
     assert not t.add(TP, 2, 1)
+
+
+def test_a_batch_done_at_once_counts_only_what_was_pending_and_moves_each_position() -> None:
+    other = TopicPartition("t", 1)
+    tracker = OffsetTracker()
+    tracker.assign(TP)
+    tracker.assign(other)
+    for offset in range(4):
+        tracker.add(TP, offset, 10)
+        tracker.add(other, offset, 100)
+    tracker.done(TP, 1)  # already done (a dead letter, say)
+    gone = TopicPartition("t", 2)  # revoked meanwhile: not ours any more
+    records = [Record("t", p, o, None, b"") for p, o in ((0, 0), (0, 1), (0, 2), (1, 0), (2, 0))]
+
+    assert tracker.done_many(records) == (3, 10 + 10 + 100)
+    assert tracker.to_commit() == {TP: 3, other: 1}
+    assert not tracker.owns(gone) and tracker.pending_count(TP) == 1

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
+import fastavro
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import connector.transform.compiled as compiled_module
 from connector.config.settings import MappingSettings
 from connector.errors import SchemaError
 from connector.ingest import jsjson
@@ -90,3 +94,40 @@ def test_every_avro_type_plain_and_nullable_reaches_the_body_as_the_reference_wr
     case: tuple[TransformSpec, list[bytes]],
 ) -> None:
     assert_same(*case)
+
+
+def test_integral_doubles_reach_orjson_as_the_integers_javascript_prints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A win of 20.0 or a balance of -0.0 is common; the record must not fall back to the slow path.
+    def slow_path(value: object) -> bytes:
+        raise AssertionError(f"sent to dumps_bytes: {value}")
+
+    monkeypatch.setitem(compiled_module._NAMES, "dumps_bytes", slow_path)
+    settings_ = MappingSettings.model_validate(
+        {
+            "topic": "t",
+            "endpoint": "account",
+            "fields": {"user_id": "bet_id", "event_id": "bet_id", "win": "win", "odds": "odds"},
+            "constants": {"event_name": "Bet", "event_time": "2024-01-15T10:30:00Z"},
+        }
+    )
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [
+            {"name": "bet_id", "type": "string"},
+            {"name": "win", "type": "double"},
+            {"name": "odds", "type": ["null", "double"]},
+        ],
+    }
+    spec = TransformSpec(TopicMapping.from_settings(settings_, DESTINATION), schema, "R (writer)")
+    transform = compile_transform(spec)
+    parsed = fastavro.parse_schema(schema)
+    for win, odds in [(20.0, -0.0), (-0.0, None), (2.0**53, 1.5)]:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, {"bet_id": "b-1", "win": win, "odds": odds})
+        body = transform(buffer.getvalue())
+        assert isinstance(body, bytes)
+        assert body == build_reference(spec)(buffer.getvalue())
+        assert orjson.loads(body)["win"] == int(win)

@@ -71,7 +71,7 @@ def test_bets_read_with_the_other_version_as_reader(writer: str, reader: str) ->
 def test_the_bet_transform_reads_only_what_the_schema_has_and_checks_only_what_can_fail() -> None:
     source = transform_source(spec_for("bet"))
     # copy_matching over the model's 71 fields: only the schema's currency and money_type remain.
-    assert source.count("out[") == 20
+    assert sum(1 for line in source.splitlines() if line.strip().startswith("out[")) == 20
     assert "'username'" not in source
     # Enums, timestamps and fixed values cannot fail; the two required plain strings can be blank.
     assert source.count("errors.append") == 2
