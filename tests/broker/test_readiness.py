@@ -45,7 +45,7 @@ def test_a_missing_topic_is_named_until_it_is_created(
         api_url=sandbox.base_url,
         group=names.group(),
         dlq_topic=dlq,
-        mappings=[bet_mapping(present), {**bet_mapping(missing), "endpoint": "deposit"}],
+        mappings=[bet_mapping(present), bet_mapping(missing)],
     )
     with in_process(settings_of(doc, tmp_path / "connector.yaml")) as runner:
         health = runner.connector.health
