@@ -127,3 +127,20 @@ def test_each_failure_is_named_on_its_line_and_exits_2(
     target = target.replace("LOCAL", local)
     assert code == 2
     assert lines[target].startswith("FAILED") and says in lines[target], lines
+
+
+def test_run_warns_at_start_when_the_dead_letter_topic_has_one_replica(
+    setup: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    from structlog.testing import capture_logs
+
+    from connector.commands.run import warn_about_dead_letter_durability
+    from tests.support.e2e import settings_of
+
+    doc = setup()
+    with capture_logs() as logs:
+        warn_about_dead_letter_durability(settings_of(doc, tmp_path / "connector.yaml"))
+    warnings = [e for e in logs if e["event"] == "dead-letter topic is not durable enough"]
+    assert len(warnings) == 1, logs  # the embedded broker keeps one replica of every topic
+    assert warnings[0]["topic"] == doc["dead_letter"]["topic"]
+    assert "replication factor 1 (below 3)" in warnings[0]["problem"]
