@@ -192,16 +192,18 @@ def test_fuzzed_payloads_each_end_where_the_reference_path_says(
         stages[Stage.DECODE.value] += 1
         made["above the dead-letter limit"] += 1
     proc = ConnectorProcess(config, tmp_path / "fuzz.log")
-    wanted = set(good_ids)
-    poison_positions = {r.position for r in ledger.poison()}
     try:
         with PeakRss() as rss:
             rss.watch(proc.process.pid)
 
             def done(_p: ConnectorProcess) -> bool:
-                if not wanted <= set(accepted_ids(sandbox)):
+                """As many records reached one end or the other as were produced: which end each
+                reached is judge()'s question, not this wait's."""
+                accepted = len(accepted_ids(sandbox))
+                if accepted < len(good_ids):
                     return False
-                return poison_positions <= set(Outcome.collect(sandbox, broker.bootstrap_servers, dlq).dead)
+                dead = Outcome.collect(sandbox, broker.bootstrap_servers, dlq).dead
+                return accepted + len(dead) >= len(ledger.records)
 
             proc.wait_for(done, 600.0, "every record delivered or dead-lettered", 1.0)
             code, _ = proc.terminate(60.0)
