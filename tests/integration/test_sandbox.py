@@ -747,3 +747,18 @@ def test_chunked_body_is_read(sandbox: SandboxServer) -> None:
     assert response.request.headers["Transfer-Encoding"] == "chunked"
     assert response.status_code == 200
     assert sandbox.records() == batch(3)
+
+
+def test_a_rotated_token_refuses_the_old_one_and_accepts_the_new(sandbox: SandboxServer) -> None:
+    body = dumps_bytes(batch(1))
+    sandbox.rotate_token("rotated-token")
+
+    old = httpx.post(sandbox.base_url + GAMING, content=body, headers=signed_headers(body))
+    new = httpx.post(
+        sandbox.base_url + GAMING, content=body, headers=signed_headers(body, token="rotated-token")
+    )
+
+    assert old.status_code == 401
+    assert assert_error_shape(old, "Unauthorized") == {"field": "x-optikpi-token", "issue": "invalid token"}
+    assert new.status_code < 300, new.text
+    assert len(sandbox.records()) == 1

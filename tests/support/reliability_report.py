@@ -16,6 +16,9 @@ FULL_SCENARIOS = (
     "slow API",
     "registry down",
     "rebalance storm",
+    "credentials",
+    "poison fuzz",
+    "broker frozen",
 )
 
 INTRO = """\
@@ -63,6 +66,9 @@ def write_report(found: Mapping[str, Verdict]) -> None:
     lines += slow_api_section(found["slow API"])
     lines += registry_section(found["registry down"])
     lines += storm_section(found["rebalance storm"])
+    lines += credentials_section(found["credentials"])
+    lines += fuzz_section(found["poison fuzz"])
+    lines += frozen_section(found["broker frozen"])
     lines.append("")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines), encoding="utf-8")
@@ -192,6 +198,75 @@ def storm_section(v: Verdict) -> list[str]:
             {
                 "events": ", ".join(d["events"]),
                 "bound: uncommitted-and-accepted windows, summed": f"{d['window']:,}",
+            }
+        ),
+    ]
+
+
+def credentials_section(v: Verdict) -> list[str]:
+    d = v.details
+    return [
+        "",
+        "## Credentials",
+        "",
+        f"{v.records:,} bets; after the first half, the API refuses the connector's token (401) for",
+        f"{d['refused_s']:.0f} s while the second half arrives, then the new token is written to",
+        "`optikpi.auth_token_file`. Meanwhile the committed positions are read again and again and never",
+        "pass what the API accepted; nothing is dead-lettered, /readyz says `credentials`, and the",
+        "connector resumes on its own once it reads the new token.",
+        *_measures(
+            {
+                "refused requests": f"{d['refusals']:,}",
+                "committed positions read while refused": f"{d['commit_reads']:,}",
+                "readiness reasons seen": ", ".join(sorted(d["reasons"])) or "none",
+                "from rotated to everything accepted": f"{d['recovery_s']:.1f} s",
+            }
+        ),
+    ]
+
+
+def fuzz_section(v: Verdict) -> list[str]:
+    d = v.details
+    return [
+        "",
+        "## Poison fuzz",
+        "",
+        f"{v.records:,} values, random and mutated among valid bets. Each is classified by the reference",
+        "path (the connector's framing and registry lookup, then the reference transform), not by how it",
+        "was made: a bit flip often still decodes to a valid bet, which must then be delivered. Every",
+        "poison record is in the dead-letter topic at the stage the reference gives; the value above the",
+        "dead-letter producer's limit is written without its value (`optikpi.value.omitted`). The bet",
+        "schema cannot nest, so deep nesting is covered by the unit tests of one record's limits instead.",
+        *_measures(
+            {
+                "values made, by kind": d["made"],
+                "poison, by stage": d["stages"],
+                "mutated values that were still valid bets": f"{d['mutants_valid']:,}",
+                "dead-letter copies without their value": f"{d['values_omitted']}",
+            }
+        ),
+    ]
+
+
+def frozen_section(v: Verdict) -> list[str]:
+    d = v.details
+    return [
+        "",
+        "## Broker unreachable",
+        "",
+        f"{v.records:,} bets on a broker of the scenario's own, frozen with SIGSTOP for",
+        f"{d['frozen_s']:.0f} s once a third of them were accepted (a slow API and a small in-flight bound",
+        "keep the rest in the broker), then thawed with SIGCONT. /readyz says `kafka` while it is",
+        "frozen; the group membership may expire meanwhile, and a partition given back starts over from",
+        "its committed position, so order is checked per assignment.",
+        *_measures(
+            {
+                "readiness reasons seen": ", ".join(sorted(d["reasons"])) or "none",
+                "accepted when thawed (of good records)": (
+                    f"{d['accepted_at_thaw']:,} ({d['good_records']:,})"
+                ),
+                "partitions assigned again after the first time": f"{d['reassignments']}",
+                "from thawed to everything accepted": f"{d['recovery_s']:.1f} s",
             }
         ),
     ]

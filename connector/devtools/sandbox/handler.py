@@ -99,10 +99,21 @@ class SandboxAPI:
         self.state = state
         self.read_cap = max(_MIN_READ_CAP, 8 * max_body_bytes)
         self._max_body_bytes = max_body_bytes
-        self._key = derive_key(token, account_id, workspace_id)
-        self._token = token.encode("utf-8")
         self._account = account_id.encode("utf-8")
         self._workspace = workspace_id.encode("utf-8")
+        self._credentials = self._credentials_for(token)
+
+    def _credentials_for(self, token: str) -> tuple[bytes, bytes]:
+        return token.encode("utf-8"), derive_key(
+            token, self._account.decode("utf-8"), self._workspace.decode("utf-8")
+        )
+
+    def rotate_token(self, token: str) -> None:
+        """From now on only `token` is accepted (an operator rotated the account's token). One
+        attribute holds the token and its signing key, so a request in flight sees either pair whole."""
+        if not token:
+            raise ValueError("token must not be empty")
+        self._credentials = self._credentials_for(token)
 
     # ---- ingest
 
@@ -181,13 +192,14 @@ class SandboxAPI:
             return unauthorized(
                 "x-hmac-algorithm", "unsupported algorithm", "x-hmac-algorithm must be sha256"
             )
-        if not hmac.compare_digest(values["x-optikpi-token"], self._token):
+        token, key = self._credentials
+        if not hmac.compare_digest(values["x-optikpi-token"], token):
             return unauthorized("x-optikpi-token", "invalid token", "Invalid token")
         if values["x-optikpi-account-id"] != self._account:
             return unauthorized("x-optikpi-account-id", "unknown account", "Unknown account id")
         if values["x-optikpi-workspace-id"] != self._workspace:
             return unauthorized("x-optikpi-workspace-id", "unknown workspace", "Unknown workspace id")
-        if not verify(self._key, body, values["x-hmac-signature"].decode("latin-1")):
+        if not verify(key, body, values["x-hmac-signature"].decode("latin-1")):
             return unauthorized("x-hmac-signature", "signature mismatch", "Invalid signature")
         return None
 

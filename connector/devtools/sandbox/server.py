@@ -174,6 +174,11 @@ class SandboxServer:
     def faults(self) -> dict[str, float | int]:
         return self._state.faults()
 
+    def rotate_token(self, token: str) -> None:
+        """Accept only `token` from now on: the old one is answered 401, as after a rotation."""
+        register_secret(token)
+        self._api.rotate_token(token)
+
     def set_faults(self, **kw: float) -> None:
         """Change fail_rate / throttle_rate / latency_ms / drop_rate / slow_rate / slow_ms; ValueError
         on a bad value."""
