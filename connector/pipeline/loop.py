@@ -354,13 +354,16 @@ class Pipeline:
     def _commit(self, only: Iterable[TopicPartition] | None) -> None:
         positions = self._tracker.to_commit(only)
         if not positions:
-            # The interval runs from the last commit sent, not the last look: the first work
-            # done after an idle spell (the group join, a pause) is committed in the same turn.
             return
-        self._last_commit = self._clock()
+        # The interval runs from the last commit of done work, not the last look nor a commit of
+        # where fetching started: the first work done after an idle spell (the group join, a
+        # pause) is committed in the same turn.
+        if self._tracker.any_done(positions):
+            self._last_commit = self._clock()
         try:
             self._consumer.commit(positions)
         except CommitError as exc:
+            self._last_commit = self._clock()  # retried on the interval, not on every turn
             self.metrics.commits.labels("failed").inc()
             log.warning("offset commit failed; will retry", error=str(exc))
             return

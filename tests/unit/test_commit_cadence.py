@@ -51,6 +51,25 @@ def test_the_first_work_done_after_an_idle_spell_is_committed_in_the_same_turn(i
     assert committed(kit) == 3
 
 
+def test_committing_where_fetching_started_does_not_delay_the_first_done_work() -> None:
+    """The first fetch commits its start position (nothing done yet); that commit is no progress
+    and must not push the commit of the first accepted upload an interval away (on Tansu it came
+    about 80 ms before the first upload was accepted, and the kill loop's kills ~0.5 s later)."""
+    kit = make_kit()
+    p = kit.started(commit_interval_s=INTERVAL_S)
+    idle(kit, p, 2.0)
+    produce(kit, range(3))
+    kit.executor.hold = True
+    p.step()  # fetched, the upload is out
+    assert [offset for _g, _tp, offset, _m in kit.broker.commit_log] == [0]
+
+    kit.executor.release()
+    p.step()
+
+    assert p.stats["accepted"] == 3
+    assert committed(kit) == 3
+
+
 def test_done_work_is_committed_at_most_once_an_interval_and_within_one() -> None:
     """The interval still rate-limits the commits while work keeps finishing."""
     kit = make_kit()
@@ -72,6 +91,23 @@ def test_done_work_is_committed_at_most_once_an_interval_and_within_one() -> Non
         p.step()
     assert committed(kit) == 6  # the first turn one interval after the last commit
     assert len(kit.broker.commit_log) == commits + 1
+
+
+def test_a_failing_commit_is_retried_once_an_interval_not_on_every_turn() -> None:
+    kit = make_kit()
+    p = kit.started(commit_interval_s=INTERVAL_S)
+    idle(kit, p, 2.0)
+    produce(kit, range(3))
+    kit.executor.hold = True  # nothing done: only the start position is there to commit
+    kit.broker.fail_commits(100)
+    p.step()
+    started = kit.clock.now()
+    while kit.clock.now() - started < 3.5:
+        p.step()
+
+    failed = p.metrics.registry.get_sample_value("optikpi_offset_commits_total", {"result": "failed"})
+    assert failed == 4  # at the first turn, then once a second: 1, 2, 3 s later
+    assert kit.broker.committed("g", TP0) is None
 
 
 def test_a_long_shutdown_drain_commits_what_it_finished_on_the_interval() -> None:
