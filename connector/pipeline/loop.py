@@ -290,8 +290,7 @@ class Pipeline:
         self._dispatcher.settle(self._uploaded)
         self._dead_letters.poll()
         self._load.apply()
-        if now - self._last_commit >= self._commit_interval_s:
-            self._commit(None)
+        self._commit_due(now)
         self._lag.update(now)
 
     def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
@@ -346,14 +345,23 @@ class Pipeline:
         if size is not None:
             self._load.remove(1, size)
 
+    def _commit_due(self, now: float) -> None:
+        if now - self._last_commit >= self._commit_interval_s:
+            self._commit(None)
+
     def _commit(self, only: Iterable[TopicPartition] | None) -> None:
-        self._last_commit = self._clock()
         positions = self._tracker.to_commit(only)
         if not positions:
             return
+        # The interval runs from the last commit of done work, not the last look nor a commit of
+        # where fetching started: the first work done after an idle spell (the group join, a
+        # pause) is committed in the same turn.
+        if self._tracker.any_done(positions):
+            self._last_commit = self._clock()
         try:
             self._consumer.commit(positions)
         except CommitError as exc:
+            self._last_commit = self._clock()  # retried on the interval, not on every turn
             self.metrics.commits.labels("failed").inc()
             log.warning("offset commit failed; will retry", error=str(exc))
             return
@@ -398,6 +406,8 @@ class Pipeline:
             self._dispatcher.settle(self._uploaded)
             self._dispatcher.dispatch()
             self._dead_letters.poll()
+            # What finished is committed as the drain goes: a drain cut short re-sends only the rest.
+            self._commit_due(now)
             if self._busy(partitions) and not self._dispatcher.has_completions():
                 self._sleep(0.02)
         return True

@@ -14,11 +14,12 @@ from connector.kafka.ports import Record, TopicPartition
 
 
 class PartitionOffsets:
-    __slots__ = ("_order", "_pending", "committed", "last_seen")
+    __slots__ = ("_order", "_pending", "committed", "first_seen", "last_seen")
 
     def __init__(self, committed: int | None = None) -> None:
         self._order: deque[int] = deque()  # offsets seen, oldest first, until done at the head
         self._pending: dict[int, int] = {}  # offset → size in bytes, for records not done
+        self.first_seen: int | None = None
         self.last_seen: int | None = None
         self.committed = committed  # last position stored in Kafka by us
 
@@ -28,6 +29,8 @@ class PartitionOffsets:
             return False
         self._order.append(offset)
         self._pending[offset] = size
+        if self.first_seen is None:
+            self.first_seen = offset
         self.last_seen = offset
         return True
 
@@ -140,6 +143,15 @@ class OffsetTracker:
             if position is not None and (part.committed is None or position > part.committed):
                 out[tp] = position
         return out
+
+    def any_done(self, positions: dict[TopicPartition, int]) -> bool:
+        """Whether any of these positions passes a record done here; False for positions that only
+        restate where fetching started (worth committing once, but no progress)."""
+        for tp, position in positions.items():
+            part = self._partitions.get(tp)
+            if part is not None and part.first_seen is not None and position > part.first_seen:
+                return True
+        return False
 
     def committed(self, positions: dict[TopicPartition, int]) -> None:
         for tp, position in positions.items():
