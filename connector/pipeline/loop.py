@@ -301,8 +301,6 @@ class Pipeline:
             count, size = self._tracker.done_many(item.record for item in batch.items)
             self._load.remove(count, size)
             self.stats["accepted"] += count
-            for _ in range(count):
-                self._dead_letters.accepted()
             return
         rejected = {r.index: r for r in result.rejected}
         for index, item in enumerate(batch.items):
