@@ -1,9 +1,10 @@
 """Per-record cost of the reference transform and the compiled one, on the sample bets.
 
-Run from the repository root: `.venv/bin/python bench/bench_transform.py [--count 20000]`.
+Run from the repository root: `.venv/bin/python -m bench.bench_transform [--count 20000]`.
 
-Both transforms are built from the same `TransformSpec` (the demo mapping of the bet kind and
-bet.avsc) and run over the same Avro payloads (the bytes after the Confluent header), in
+Both transforms are built from the same `TransformSpec` (`--record sample`: the demo mapping of
+the bet kind and bet.avsc; `--record bench`: the `make bench` bet and mapping, bench/workload.py)
+and run over the same Avro payloads (the bytes after the Confluent header), in
 batches of `--batch` whose results are kept until the batch is done, as the pipeline keeps a
 batch's bodies until it is uploaded (keeping them all, or none, moves the allocator's share).
 The reference's stages (decode, map, validate, serialize) are also timed one by one. Figures
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench import workload
 from connector.avro.decoding import ReadPlan, encode_raw, read_datum
 from connector.avro.schemas import load_schema, parse
 from connector.config.settings import DestinationSettings, MappingSettings
@@ -44,6 +46,17 @@ def bet_spec() -> TransformSpec:
     mapping = TopicMapping.from_settings(MappingSettings.model_validate(entry), DESTINATION)
     schema = load_schema(entry["schema"])
     return TransformSpec(mapping, schema, "com.operator.events.Bet (schema id 1)")
+
+
+def bench_bet_spec() -> TransformSpec:
+    settings = MappingSettings.model_validate(workload.mapping("bench"))
+    mapping = TopicMapping.from_settings(settings, DESTINATION)
+    return TransformSpec(mapping, workload.load_schema(), "bench.events.BenchBet (schema id 1)")
+
+
+def bench_bet_payloads(count: int) -> list[bytes]:
+    parsed = workload.parsed_schema()
+    return [encode_raw(parsed, workload.bet("bench", n)) for n in range(count)]
 
 
 def bet_payloads(spec: TransformSpec, count: int) -> list[bytes]:
@@ -80,10 +93,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--batch", type=int, default=500, help="records kept at a time (batching.max_records)"
     )
     parser.add_argument("--only", choices=("reference", "compiled"), help="run one transform (for py-spy)")
+    parser.add_argument("--record", choices=("sample", "bench"), default="sample", help="which bet")
     args = parser.parse_args(argv)
 
-    spec = bet_spec()
-    payloads = bet_payloads(spec, args.count)
+    if args.record == "bench":
+        spec, payloads = bench_bet_spec(), bench_bet_payloads(args.count)
+    else:
+        spec = bet_spec()
+        payloads = bet_payloads(spec, args.count)
     transforms = {"reference": build_reference(spec), "compiled": build_transform(spec)}
     for name in (args.only,) if args.only else transforms:
         transform = transforms[name]

@@ -15,6 +15,7 @@ too. A schema this module cannot reason about gets the reference transform itsel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from connector.avro.decoding import ReadPlan, read_datum
@@ -23,10 +24,12 @@ from connector.errors import DecodeError, RecordError, Stage
 from connector.ingest.validation import format_errors
 from connector.transform.checks import emit_checks
 from connector.transform.fields import FIELD_NAMES, map_fields
-from connector.transform.rawdecimal import decimal_number, raw_decimals, strip_decimals
+from connector.transform.rawdecimal import decimal_number, raw_decimals
+from connector.transform.rawread import strip_logical
+from connector.transform.rawtime import raw_times
 from connector.transform.reference import LIMIT_ERRORS, build_reference, limit_poison
 from connector.transform.serialize import SERIALIZE_NAMES, emit_serialize
-from connector.transform.shapes import TopShapes
+from connector.transform.shapes import Kind, TopShapes
 from connector.transform.source import Source, literal
 from connector.transform.spec import Poison, Transform, TransformSpec
 
@@ -38,6 +41,7 @@ _NAMES: Final[dict[str, Any]] = {
     "decimal_number": decimal_number,
     "ValueError": ValueError,
     "DecodeError": DecodeError,
+    "OverflowError": OverflowError,
     "read_datum": read_datum,
     "format_errors": format_errors,
     "Poison": Poison,
@@ -79,9 +83,11 @@ def transform_source(spec: TransformSpec) -> str:
 def _generate(spec: TransformSpec, plan: ReadPlan, shapes: TopShapes) -> Source:
     src = Source(_NAMES)
     steps = spec.mapping.steps()
-    raw = raw_decimals(spec.writer_schema, steps, shapes) if plan.reader is None else {}
+    decimals = raw_decimals(spec.writer_schema, steps, shapes) if plan.reader is None else {}
+    times = raw_times(spec.writer_schema, steps, shapes) if plan.reader is None else {}
+    raw = bool(decimals or times)
     if raw:
-        _read_raw(spec, plan, raw, shapes, src)
+        _read_raw(spec, plan, decimals, times, shapes, src)
     src.add(1, "try:")
     if not raw:
         src.add(2, f"r = read_datum({src.bind('plan', plan)}, payload, 0)")
@@ -105,20 +111,36 @@ def _generate(spec: TransformSpec, plan: ReadPlan, shapes: TopShapes) -> Source:
 
 
 def _read_raw(
-    spec: TransformSpec, plan: ReadPlan, raw: dict[str, tuple[int, int]], shapes: TopShapes, src: Source
+    spec: TransformSpec,
+    plan: ReadPlan,
+    decimals: dict[str, tuple[int, int]],
+    times: dict[str, tuple[Callable[[int], str], Kind]],
+    shapes: TopShapes,
+    src: Source,
 ) -> None:
-    """Emit the read with decimals as bytes, converted at once; anything unusual → the reference."""
-    stripped = parse(strip_decimals(spec.writer_schema, raw, shapes))
+    """Emit the read with decimals as bytes and timestamps as longs, converted at once; a value
+    the conversion refuses, or anything unusual → the reference."""
+    kinds = {
+        **{name: Kind.JSON_NUMBER for name in decimals},
+        **{name: kind for name, (_, kind) in times.items()},
+    }
+    nullable = {name: shapes.fields[name].nullable for name in kinds}
+    stripped = parse(strip_logical(spec.writer_schema, kinds, shapes))
     raw_plan = ReadPlan(stripped, plan.writer_label, None, "")
     src.add(1, "try:")
     src.add(2, f"r = read_datum({src.bind('plan', raw_plan)}, payload, 0)")
-    for name, (limit, unit) in raw.items():
+    calls = {
+        name: f"decimal_number({{v}}, {src.bind('limit', limit)}, {src.bind('unit', unit)})"
+        for name, (limit, unit) in decimals.items()
+    }
+    calls.update({name: f"{src.bind('text', converter)}({{v}})" for name, (converter, _) in times.items()})
+    for name, call in calls.items():
         key, value = literal(name), src.local()
-        call = f"decimal_number({value}, {src.bind('limit', limit)}, {src.bind('unit', unit)})"
         src.add(2, f"{value} = r[{key}]")
-        if shapes.fields[name].nullable:
-            src.add(2, f"if {value} is not None: r[{key}] = {call}")
+        if nullable[name]:
+            src.add(2, f"if {value} is not None: r[{key}] = {call.format(v=value)}")
         else:
-            src.add(2, f"r[{key}] = {call}")
-    src.add(1, "except (DecodeError, ValueError):  # ValueError: a decimal fastavro would round")
+            src.add(2, f"r[{key}] = {call.format(v=value)}")
+    # ValueError: a decimal fastavro would round; OverflowError: a date beyond the years 1 to 9999.
+    src.add(1, "except (DecodeError, ValueError, OverflowError):")
     src.add(2, f"return {src.bind('reference', build_reference(spec))}(payload)")

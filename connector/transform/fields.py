@@ -143,6 +143,10 @@ def _convert(walk: Walk, step: PlanStep, var: str, src: Source, indent: int) -> 
         return Value.FLOAT
     if kind is Kind.JSON_NUMBER:
         return Value.NUMBER
+    if kind is Kind.DATETIME_TEXT:
+        return Value.ISO_DATETIME
+    if kind is Kind.DATE_TEXT:
+        return Value.ISO_DATE
     if kind is Kind.DECIMAL:
         src.add(indent, f"{var} = decimal_to_json({var}, {name})")
         return Value.NUMBER if walk.leaf.digits <= _FINITE_DIGITS else Value.BIG_NUMBER

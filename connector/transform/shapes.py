@@ -34,6 +34,8 @@ class Kind(enum.Enum):
     NULL = "null"  # always None
     OTHER = "other"  # anything: handled by the general-purpose code
     JSON_NUMBER = "json-number"  # a decimal already converted (connector.transform.rawdecimal)
+    DATETIME_TEXT = "datetime-text"  # a timestamp already formatted (connector.transform.rawtime)
+    DATE_TEXT = "date-text"  # a date already formatted (connector.transform.rawtime)
 
 
 # fastavro converts these (base type, logicalType) pairs; other logical types on these bases

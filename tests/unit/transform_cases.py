@@ -67,6 +67,42 @@ LONGS = st.one_of(
 )
 
 
+# Seconds since the epoch where a cached per-second prefix could go wrong: both sides of the
+# epoch (floor, not truncation), day and year boundaries, the first and last second of the
+# years 1 and 9999.
+EDGE_SECONDS = [
+    0,
+    1,
+    -1,
+    2,
+    -2,
+    59,
+    60,
+    -60,
+    86399,
+    86400,
+    -86400,
+    -86401,
+    1767225600,
+    -62135596800,
+    253402300799,
+]
+EDGE_DAYS = [0, 1, -1, 59, -366, -719162, 2932896, 20454]
+BEYOND_DAYS = [-719163, 2932897]
+
+
+def instant_edges(scale: int) -> st.SearchStrategy[int]:
+    """Instants at an edge second, plus or minus a fraction that is zero, tiny or almost a
+    second; `scale` is 1 for milliseconds, 1000 for microseconds."""
+    fractions = [0, 1, 999 * scale, scale, 500 * scale, 1000 * scale - 1]
+    return st.builds(
+        lambda second, fraction, sign: second * 1000 * scale + sign * fraction,
+        st.sampled_from(EDGE_SECONDS),
+        st.sampled_from(fractions),
+        st.sampled_from([1, -1]),
+    )
+
+
 class _Schemas:
     """Draws one schema: named types get unique names and may be referred to again by name."""
 
@@ -186,14 +222,19 @@ def _raw(node: Any, named: dict[str, Any], valid: bool = False) -> Any:
     if logical == "uuid":
         return st.uuids().map(str) if valid else st.one_of(st.uuids().map(str), TEXT)
     if logical == "date":
-        days = st.integers(-719162, 2932896)
-        return days if valid else st.one_of(days, st.integers(-(2**31), 2**31 - 1))
+        days = st.one_of(st.sampled_from(EDGE_DAYS), st.integers(-719162, 2932896))
+        return (
+            days if valid else st.one_of(days, st.sampled_from(BEYOND_DAYS), st.integers(-(2**31), 2**31 - 1))
+        )
     if logical == "time-millis" and valid:
         return st.integers(0, 86_399_999)
     if logical is not None and kind == "long":
         scale = 1000 if logical.endswith("micros") else 1
-        instants = st.integers(-62135596800000 * scale, 253402300799999 * scale)
-        return instants if valid else st.one_of(instants, LONGS)
+        lowest, highest = -62135596800000 * scale, 253402300799999 * scale
+        edges = instant_edges(scale).filter(lambda t: lowest <= t <= highest)
+        instants = st.one_of(edges, st.integers(lowest, highest))
+        beyond = st.sampled_from([lowest - 1, highest + 1]) | instant_edges(scale)
+        return instants if valid else st.one_of(instants, beyond, LONGS)
     if logical == "decimal" and kind == "bytes":
         return st.one_of(
             st.integers(-(10**20), 10**20).map(
