@@ -174,6 +174,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> Figures:
         live=results.get("live"),
         backlog=results.get("backlog"),
         notes=notes,
+        usable_cpus=len(os.sched_getaffinity(0)),
     )
 
 

@@ -75,6 +75,7 @@ class Figures:
     live: Latency | None = None
     backlog: Backlog | None = None
     notes: list[str] = field(default_factory=list)
+    usable_cpus: int | None = None  # what broker, receiver and connector share in this run
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,48 @@ def detail_lines(f: Figures) -> list[str]:
     return lines
 
 
+def _needed_rate(f: Figures, naive_factor: float, ceiling_factor: float) -> float | None:
+    """The rate both throughput targets of a mode ask for (the stricter of the two)."""
+    naive, ceiling = _rate(f.naive), f.ceiling
+    if naive is None or ceiling is None:
+        return None
+    return max(naive_factor * naive, ceiling_factor * ceiling)
+
+
+def cpu_budget_lines(f: Figures) -> list[str]:
+    """What the measured CPU per record allows, against what the throughput targets need.
+
+    A rate of R records/s at C µs of CPU per record keeps R * C / 1e6 cores busy. `workers: 1`
+    runs the Python work of every record on one interpreter (one core at most); with workers, the
+    connector's processes and the receiver share `usable_cpus` with the broker. These are upper
+    bounds: a run reaches them only if nothing else needs the cores.
+    """
+    lines: list[str] = []
+    w1, auto = f.workers_1, f.workers_auto
+    need_1 = _needed_rate(f, 1.2, 0.45)
+    if w1 is not None and w1.cpu_us_per_record and need_1:
+        most = 1e6 / w1.cpu_us_per_record
+        lines.append(
+            f"- `workers: 1`: {w1.cpu_us_per_record:.0f} µs of CPU per record in one process allow at most "
+            f"{most:,.0f} records/s even with a core to itself. Its targets ask for {need_1:,.0f} "
+            f"records/s, which needs at most {1e6 / need_1:.1f} µs per record."
+        )
+    need_auto = _needed_rate(f, 1.8, 0.7)
+    if auto is not None and auto.cpu_us_per_record and need_auto and f.usable_cpus:
+        per_record = auto.cpu_us_per_record + (auto.api_cpu_us_per_record or 0.0)
+        most = f.usable_cpus * 1e6 / per_record
+        lines.append(
+            f"- `workers: auto`: the connector's processes ({auto.cpu_us_per_record:.0f} µs per record) "
+            f"and the receiver ({auto.api_cpu_us_per_record or 0:.0f} µs) share {f.usable_cpus} CPUs "
+            f"with the broker: at most {most:,.0f} records/s before the broker's share. Its targets "
+            f"ask for {need_auto:,.0f} records/s, which needs at most "
+            f"{f.usable_cpus * 1e6 / need_auto:.1f} µs per record for all of them together."
+        )
+    if not lines:
+        return []
+    return ["## What the CPU allows", "", *lines, ""]
+
+
 def render(f: Figures, intro: list[str], method: list[str]) -> str:
     setup = ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in f.setup)]
     parts = [
@@ -232,6 +275,7 @@ def render(f: Figures, intro: list[str], method: list[str]) -> str:
         *throughput_table(f),
         "",
         *detail_lines(f),
+        *cpu_budget_lines(f),
         "## Setup",
         "",
         *setup,

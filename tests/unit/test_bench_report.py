@@ -72,7 +72,13 @@ def test_the_throughput_table_gives_rate_cpu_per_record_and_rss() -> None:
 def test_the_page_has_the_targets_first_and_the_failures_as_notes() -> None:
     page = render(_figures(notes=["- `live` failed, not measured: boom"]), ["intro"], ["- method"])
     headings = [line for line in page.splitlines() if line.startswith("## ")]
-    assert headings == ["## Targets", "## Throughput", "## Setup", "## How it is measured"]
+    assert headings == [
+        "## Targets",
+        "## Throughput",
+        "## What the CPU allows",
+        "## Setup",
+        "## How it is measured",
+    ]
     assert "p50 450 ms, p95 700 ms, p99 812 ms" in page
     assert "p99 801 ms" in render(_figures(live=Latency(2000.0, 30_000, 450.0, 700.0, 800.2)), [], [])
     assert "250 MB during the outage, 280 MB over the whole run" in page
@@ -100,3 +106,19 @@ def test_a_figure_just_short_of_its_bound_never_prints_as_the_bound() -> None:
         lines[7] == "| p99 Kafka timestamp → accepted | 801 ms | ≤ 800 ms (max_wait_ms + 300) | **not met** |"
     )
     assert lines[8] == "| peak RSS, backlog while the API is down | 301 MB | ≤ 300 MB | **not met** |"
+
+
+def test_the_cpu_budget_says_what_the_measured_cpu_per_record_allows() -> None:
+    slow = _figures(
+        usable_cpus=2,
+        workers_1=Throughput(100_000, 4.0, cpu_s=2.5),  # 25 µs per record: at most 40,000/s
+        workers_auto=Throughput(100_000, 3.0, cpu_s=3.0, api_cpu_s=0.5),  # 30 + 5 µs on 2 CPUs
+    )
+    page = render(slow, [], [])
+    assert "## What the CPU allows" in page
+    # Targets: max(1.2 * 20,000, 0.45 * 100,000) = 45,000/s, so at most 22.2 µs per record.
+    assert "allow at most 40,000 records/s even with a core to itself" in page
+    assert "ask for 45,000 records/s, which needs at most 22.2 µs per record." in page
+    # max(1.8 * 20,000, 0.7 * 100,000) = 70,000/s on 2 CPUs: 28.6 µs for all processes together.
+    assert "at most 57,143 records/s before the broker's share" in page
+    assert "ask for 70,000 records/s, which needs at most 28.6 µs per record" in page
