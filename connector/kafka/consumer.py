@@ -16,6 +16,14 @@ Choices that matter for correctness:
   by Tansu on every first join): close gives the join time to finish, else the coordinator keeps
   a member nobody will ever speak for, and the next member's join waits out the rebalance
   timeout (max.poll.interval.ms, 5 minutes by default);
+- a commit is sent asynchronously and then confirmed by reading the committed offsets back, with a
+  deadline (`COMMIT_WAIT_S`): librdkafka's synchronous commit waits for the group coordinator
+  without one, and a coordinator that stops answering (a frozen broker) held the consumer loop
+  past max.poll.interval.ms. Waiting on another thread does not help: a synchronous commit in
+  flight blocks `consume()` too. The read-back goes to the coordinator after the commit, which
+  answers in order, so it sees the commit; an offset at or past the one sent confirms it (a
+  later owner may have moved it on). Unconfirmed is a `CommitError`: the caller retries later,
+  and a commit that lands late only stores offsets of records that were done;
 - end offsets come from fetch responses (`cached=True`), never from ListOffsets, which some
   brokers (Tansu) answer wrongly.
 """
@@ -34,6 +42,8 @@ from connector.kafka.admin import kafka_version
 from connector.kafka.config import redact_config
 from connector.kafka.ports import ConsumerPort, RebalanceListener, Record, TopicPartition
 from connector.runtime.logs import get_logger
+
+COMMIT_WAIT_S = 2.0
 
 
 def to_port(partitions: Iterable[ck.TopicPartition]) -> list[TopicPartition]:
@@ -116,7 +126,9 @@ class FatalErrorLatch:
 class KafkaConsumer:
     """`ConsumerPort` on a confluent-kafka `Consumer` subscribed through the group protocol."""
 
-    def __init__(self, config: Mapping[str, object], logger: Any = None) -> None:
+    def __init__(
+        self, config: Mapping[str, object], logger: Any = None, commit_wait_s: float = COMMIT_WAIT_S
+    ) -> None:
         self._logger = logger if logger is not None else get_logger(__name__)
         self._errors = FatalErrorLatch(self._logger, "consumer")
         settings: dict[str, Any] = dict(config)
@@ -133,6 +145,7 @@ class KafkaConsumer:
         self._joined = False  # an assignment (maybe empty) has come back from the coordinator
         self._closing = False
         self._closed = False
+        self._commit_wait_s = commit_wait_s
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
         self._listener = listener
@@ -202,17 +215,21 @@ class KafkaConsumer:
             raise CommitError(f"not committing for partitions this consumer does not own: {names}")
         request = [ck.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
         try:
-            result = self._consumer.commit(offsets=request, asynchronous=False)
+            self._consumer.commit(offsets=request, asynchronous=True)
+            stored = self.committed(offsets, self._commit_wait_s)
+        except KafkaPortError as exc:
+            if isinstance(exc, FatalKafkaError):
+                raise
+            raise CommitError(f"commit not confirmed: {exc}") from exc
         except ck.KafkaException as exc:
             error = port_error(exc, "commit failed")
             if isinstance(error, FatalKafkaError):
                 raise error from exc
             raise CommitError(str(error)) from exc
-        failed = [
-            f"{tp.topic}[{tp.partition}]: {describe(tp.error)}" for tp in result if tp.error is not None
-        ]
-        if failed:
-            raise CommitError("commit failed for " + "; ".join(failed))
+        behind = sorted(tp for tp, offset in offsets.items() if (stored.get(tp) or 0) < offset)
+        if behind:
+            names = ", ".join(f"{tp} (sent {offsets[tp]}, stored {stored.get(tp)})" for tp in behind)
+            raise CommitError(f"commit not stored for {names}")
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         parts = to_ck(partitions)

@@ -194,7 +194,7 @@ class Pipeline:
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:
             self._tracker.assign(tp)
-        self._pauses.forget(partitions)
+        self._pauses.assigned(partitions)
         log.info("partitions assigned", partitions=[str(tp) for tp in partitions])
         self.health.clear(Reason.STARTING)
         for reason, active in (

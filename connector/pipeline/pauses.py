@@ -29,6 +29,7 @@ class PauseBook:
         self._metrics = metrics
         self._reasons: dict[TopicPartition, set[Reason]] = {}
         self._deferred: list[TopicPartition] = []
+        self._fresh: list[TopicPartition] = []  # assigned in this consume(), not reconciled yet
 
     def pause(self, partitions: Iterable[TopicPartition], reason: Reason, *, defer: bool = False) -> None:
         """`defer`: inside the assign callback the partitions are not assigned yet and a pause would
@@ -67,13 +68,25 @@ class PauseBook:
             self._consumer.resume(resumed)
         self._count()
 
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Assigned afresh: the old reasons no longer apply. librdkafka, though, keeps a partition's
+        pause through a revoke or a lost membership and the re-assignment after it: a partition
+        paused then would come back paused with no reason left to resume it, and never fetch
+        again. `apply_deferred` resumes each one no reason holds."""
+        self.forget(partitions)
+        self._fresh.extend(partitions)
+
     def apply_deferred(self) -> None:
-        if not self._deferred:
-            return
-        owned = [tp for tp in self._deferred if self._reasons.get(tp)]
-        self._deferred.clear()
-        if owned:
-            self._consumer.pause(owned)
+        if self._deferred:
+            owned = [tp for tp in self._deferred if self._reasons.get(tp)]
+            self._deferred.clear()
+            if owned:
+                self._consumer.pause(owned)
+        if self._fresh:
+            free = [tp for tp in self._fresh if not self._reasons.get(tp) and self._tracker.owns(tp)]
+            self._fresh.clear()
+            if free:
+                self._consumer.resume(free)
 
     def holds(self, reason: Reason) -> bool:
         """Whether any partition is paused for `reason`."""
@@ -83,6 +96,7 @@ class PauseBook:
         """Assigned afresh, revoked or lost: a partition's old reasons no longer apply."""
         for tp in partitions:
             self._reasons.pop(tp, None)
+        self._count()
 
     def _count(self) -> None:
         self._metrics.paused_partitions.set(sum(1 for reasons in self._reasons.values() if reasons))

@@ -146,8 +146,9 @@ class InMemoryConsumer:
                 self._take_incoming()
 
     def _forget(self, tp: TopicPartition) -> None:
+        # The pause stays: librdkafka keeps a partition's pause through a revoke or a lost
+        # membership, and a re-assigned partition comes back still paused until resumed.
         self._positions.pop(tp, None)
-        self._paused.discard(tp)
         self._seen_high.pop(tp, None)
 
     def _start_position(self, tp: TopicPartition) -> int:
@@ -193,7 +194,8 @@ class InMemoryConsumer:
         self._paused.difference_update(partitions)
 
     def paused(self) -> set[TopicPartition]:
-        return set(self._paused)
+        """The owned partitions that are paused (the pause of one not owned waits for its return)."""
+        return self._paused & self._owned_snapshot()
 
     def position(self, tp: TopicPartition) -> int | None:
         return self._positions.get(tp)

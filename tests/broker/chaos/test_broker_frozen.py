@@ -6,9 +6,7 @@ The scenario has a broker of its own: freezing the session's broker would stall 
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,9 +17,7 @@ import pytest
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxServer
-from connector.errors import KafkaPortError
-from connector.kafka.admin import KafkaAdmin
-from connector.kafka.config import admin_config
+from tests.support import frozen_broker
 from tests.support.brokers import UniqueNames
 from tests.support.chaos import PeakRss, Verdict, Watch, judge, keep, session_order_breaks, wait_s
 from tests.support.e2e import (
@@ -34,45 +30,16 @@ from tests.support.e2e import (
     bet_topic_with_records,
     connector_doc,
     free_port,
-    wait_until,
     write_config,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(1800)]
 
 
-def _answers(bootstrap: str) -> bool:
-    try:
-        KafkaAdmin(admin_config(bootstrap, {})).list_topics(2.0)
-    except KafkaPortError:
-        return False
-    return True
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    embedded = EmbeddedBroker(log_file=tmp_path / "tansu.log").start(timeout_s=30.0)
-    try:
-        wait_until(lambda: _answers(embedded.bootstrap_servers), 30.0, "the broker's metadata", 0.2)
+    with frozen_broker.own_broker(tmp_path / "tansu.log") as embedded:
         yield embedded
-    finally:
-        thaw(embedded)  # a frozen process cannot act on SIGTERM
-        embedded.stop()
-
-
-def _signal(broker: EmbeddedBroker, sig: signal.Signals) -> None:
-    pid = broker.pid
-    assert pid is not None
-    os.killpg(pid, sig)  # its own process group (start_new_session): every process of it
-
-
-def freeze(broker: EmbeddedBroker) -> None:
-    _signal(broker, signal.SIGSTOP)
-
-
-def thaw(broker: EmbeddedBroker) -> None:
-    if broker.running:
-        _signal(broker, signal.SIGCONT)
 
 
 def assignments(proc: ConnectorProcess) -> Counter[str]:
@@ -125,7 +92,7 @@ def test_a_frozen_broker_turns_the_connector_unready_with_kafka_and_nothing_is_l
             # Mid-stream: a third of the good records accepted, the rest still to come.
             third = len(wanted) // 3
             proc.wait_for(lambda _p: accepted_count(sandbox) >= third, 300.0, "a third accepted", 0.1)
-            freeze(broker)
+            frozen_broker.freeze(broker)
             frozen_at = time.monotonic()
             watch.reset()
             try:
@@ -133,7 +100,7 @@ def test_a_frozen_broker_turns_the_connector_unready_with_kafka_and_nothing_is_l
                 watch.sample()
                 reasons = set(watch.reasons)
             finally:
-                thaw(broker)
+                frozen_broker.thaw(broker)
             accepted_at_thaw = accepted_count(sandbox)
             thawed = time.monotonic()
             proc.wait_for(lambda _p: wanted <= set(accepted_ids(sandbox)), 600.0, "everything accepted", 0.2)
