@@ -76,8 +76,16 @@ def _die_with_parent() -> None:
 class EmbeddedBroker:
     """One Tansu process listening on 127.0.0.1, started in its own process group."""
 
-    def __init__(self, port: int = 0, log_file: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        log_file: Path | None = None,
+        host: str = "127.0.0.1",
+        advertised_port: int = 0,
+    ) -> None:
         self._requested_port = port
+        # Clients reach the broker through the port it advertises: a test's proxy listens there.
+        self._advertised_port = advertised_port
         self._host = host
         self._port = port
         self._log_file = log_file
@@ -111,7 +119,8 @@ class EmbeddedBroker:
             raise RuntimeError(f"cannot start the embedded broker: port {self._requested_port} is in use")
         self._port = self._requested_port or free_port(self._host)
         url = f"tcp://{self._host}:{self._port}"
-        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self._host}:{self._advertised_port or self._port}"
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         output: IO[bytes] | int = subprocess.DEVNULL
         if self._log_file is not None:
             self._log_file.parent.mkdir(parents=True, exist_ok=True)

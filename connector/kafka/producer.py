@@ -22,6 +22,18 @@ from connector.runtime.logs import get_logger
 
 # How long produce() waits for room in librdkafka's local queue before giving up.
 _QUEUE_FULL_WAIT_S = 1.0
+# Deliveries failing with these mean the broker no longer accepts the producer's id and epoch: after
+# a delivery times out, librdkafka bumps the epoch on its own, which a broker may refuse from then on
+# (the embedded broker answers PRODUCER_FENCED to every later write). Only a new producer, with an id
+# of its own, can write again.
+_IDENTITY_REFUSED = frozenset(
+    {
+        ck.KafkaError.PRODUCER_FENCED,
+        ck.KafkaError.INVALID_PRODUCER_EPOCH,
+        ck.KafkaError.UNKNOWN_PRODUCER_ID,
+        ck.KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    }
+)
 # librdkafka's default `message.max.bytes`.
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 
@@ -62,10 +74,9 @@ class KafkaProducer:
         settings: dict[str, Any] = dict(config)
         settings.setdefault("error_cb", self._errors)
         self._logger.debug("kafka producer config", config=redact_config(settings), version=kafka_version())
-        try:
-            self._producer = ck.Producer(settings)
-        except ck.KafkaException as exc:
-            raise port_error(exc, "cannot create the kafka producer") from exc
+        self._settings = settings
+        self._producer = self._create()
+        self._renew = False
         # Records librdkafka refused at produce() time; their callbacks run from the next poll/flush,
         # so callers see exactly one way a delivery can fail.
         self._refused: deque[tuple[DeliveryCallback, DeliveryError]] = deque()
@@ -81,8 +92,12 @@ class KafkaProducer:
         partition: int | None = None,
     ) -> None:
         self._errors.raise_if_fatal()
+        if self._renew:
+            self._replace()
 
         def delivered(error: ck.KafkaError | None, _message: ck.Message) -> None:
+            if error is not None and error.code() in _IDENTITY_REFUSED:
+                self._renew = True
             on_delivery(None if error is None else _delivery_error(error, str(error)))
 
         arguments: dict[str, Any] = {
@@ -109,6 +124,23 @@ class KafkaProducer:
                     raise error from exc
                 self._refused.append((on_delivery, _delivery_error(kafka_error_of(exc), str(error))))
                 return
+
+    def _create(self) -> ck.Producer:
+        try:
+            return ck.Producer(self._settings)
+        except ck.KafkaException as exc:
+            raise port_error(exc, "cannot create the kafka producer") from exc
+
+    def _replace(self) -> None:
+        """A new producer in place of one whose id the broker refuses; what the old one still
+        held fails through its callbacks (the caller tries those again, with the new one)."""
+        self._renew = False
+        self._logger.warning("kafka producer replaced: the broker refused its producer id")
+        old = self._producer
+        old.purge(in_queue=True, in_flight=True, blocking=True)
+        old.poll(0)
+        old.close()
+        self._producer = self._create()
 
     def _run_refused(self) -> int:
         ran = 0
