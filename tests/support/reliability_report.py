@@ -19,6 +19,7 @@ FULL_SCENARIOS = (
     "credentials",
     "poison fuzz",
     "broker frozen",
+    "dead letter unwritable",
 )
 
 INTRO = """\
@@ -69,6 +70,7 @@ def write_report(found: Mapping[str, Verdict]) -> None:
     lines += credentials_section(found["credentials"])
     lines += fuzz_section(found["poison fuzz"])
     lines += frozen_section(found["broker frozen"])
+    lines += dead_letter_section(found["dead letter unwritable"])
     lines.append("")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines), encoding="utf-8")
@@ -267,6 +269,34 @@ def frozen_section(v: Verdict) -> list[str]:
                 ),
                 "partitions assigned again after the first time": f"{d['reassignments']}",
                 "from thawed to everything accepted": f"{d['recovery_s']:.1f} s",
+            }
+        ),
+    ]
+
+
+def dead_letter_section(v: Verdict) -> list[str]:
+    d = v.details
+    return [
+        "",
+        "## Dead-letter topic unwritable",
+        "",
+        f"{v.records:,} bets (every 97th undecodable) on a broker of the scenario's own, reached through",
+        "a proxy. Once a third of them were accepted, the proxy drops every write of the dead-letter",
+        f"producer for {d['refused_s']:.0f} s (the embedded broker writes to any topic, even a deleted one,",
+        "so the refusal happens on the wire), and the connector's deliveries time out. Good records keep",
+        "going to the API; a poison record whose copy is not written holds its partition's committed",
+        "position, read every 0.5 s. /readyz says `dead_letter`; when the writes go through again, the",
+        "connector writes the waiting copies and commits on its own.",
+        *_measures(
+            {
+                "dead-letter writes refused": f"{d['refused_requests']:,}",
+                "poison records waiting for their copy when the refusal ended (of all poison)": (
+                    f"{d['pending_when_refused']:,} ({d['poison']:,})"
+                ),
+                "committed positions read while refused": f"{d['commit_reads']:,}",
+                "readiness reasons seen": ", ".join(sorted(d["reasons"])) or "none",
+                "dead-letter duplicates": f"{d['dlq_duplicates']}",
+                "from writable to everything written and committed": f"{d['recovery_s']:.1f} s",
             }
         ),
     ]
