@@ -25,7 +25,6 @@ from concurrent.futures import Executor
 
 from connector.config.settings import BackpressureSettings, BatchingSettings, DeadLetterSettings
 from connector.errors import (
-    CommitError,
     FatalKafkaError,
     IngestError,
     PipelineStopped,
@@ -37,6 +36,7 @@ from connector.ingest.backoff import Backoff
 from connector.ingest.client import UploadResult
 from connector.kafka.ports import ConsumerPort, Record, TopicPartition
 from connector.pipeline.batching import Batch
+from connector.pipeline.commits import OffsetCommitter
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
 from connector.pipeline.dispatch import Dispatcher, Uploader
@@ -105,7 +105,6 @@ class Pipeline:
         self._sleep = sleep
         self.metrics = metrics or Metrics()
         self.health = health or Health(clock)
-        self._commit_interval_s = commit_interval_s
         rng = rng or random.Random()
 
         self._tracker = OffsetTracker()
@@ -138,10 +137,12 @@ class Pipeline:
         self._intake: Intake = (
             InlineIntake(self._apply, make) if pool is None else PooledIntake(pool, self._apply)
         )
-        self._last_commit = clock()
         self._stop = threading.Event()
         self._fatal: str | None = None
         self.stats: dict[str, int] = {"consumed": 0, "accepted": 0, "dead_lettered": 0, "commits": 0}
+        self._commits = OffsetCommitter(
+            consumer, self._tracker, self.metrics, clock, commit_interval_s, self.stats
+        )
         self.dead_lettered_by_stage: dict[str, int] = {s.value: 0 for s in Stage}
 
     # ------------------------------------------------------------------ public
@@ -220,7 +221,7 @@ class Pipeline:
         deadline = self._clock() + min(REBALANCE_DRAIN_S, self._shutdown_timeout_s)
         try:
             self._drain(revoked, deadline)
-            self._commit(revoked)
+            self._commits.commit(revoked)
         finally:
             # Even when the drain stops the pipeline: the partitions leave with this callback,
             # and a later commit for them would overwrite their next owner's progress.
@@ -290,7 +291,7 @@ class Pipeline:
         self._dispatcher.settle(self._uploaded)
         self._dead_letters.poll()
         self._load.apply()
-        self._commit_due(now)
+        self._commits.due(now)
         self._lag.update(now)
 
     def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
@@ -345,30 +346,6 @@ class Pipeline:
         if size is not None:
             self._load.remove(1, size)
 
-    def _commit_due(self, now: float) -> None:
-        if now - self._last_commit >= self._commit_interval_s:
-            self._commit(None)
-
-    def _commit(self, only: Iterable[TopicPartition] | None) -> None:
-        positions = self._tracker.to_commit(only)
-        if not positions:
-            return
-        # The interval runs from the last commit of done work, not the last look nor a commit of
-        # where fetching started: the first work done after an idle spell (the group join, a
-        # pause) is committed in the same turn.
-        if self._tracker.any_done(positions):
-            self._last_commit = self._clock()
-        try:
-            self._consumer.commit(positions)
-        except CommitError as exc:
-            self._last_commit = self._clock()  # retried on the interval, not on every turn
-            self.metrics.commits.labels("failed").inc()
-            log.warning("offset commit failed; will retry", error=str(exc))
-            return
-        self._tracker.committed(positions)
-        self.stats["commits"] += 1
-        self.metrics.commits.labels("ok").inc()
-
     def _forget(self, partitions: Sequence[TopicPartition]) -> None:
         gone = set(partitions)
         for tp in gone:
@@ -407,7 +384,7 @@ class Pipeline:
             self._dispatcher.dispatch()
             self._dead_letters.poll()
             # What finished is committed as the drain goes: a drain cut short re-sends only the rest.
-            self._commit_due(now)
+            self._commits.due(now)
             if self._busy(partitions) and not self._dispatcher.has_completions():
                 self._sleep(0.02)
         return True
@@ -440,7 +417,7 @@ class Pipeline:
             self._intake.close(POOL_CLOSE_S)
             try:
                 self._settle_quietly()
-                self._commit(None)
+                self._commits.commit(None)
             except FatalKafkaError as exc:  # the client died: nothing more can be committed
                 self._fatal = self._fatal or f"Kafka client failed: {exc}"
             finally:
