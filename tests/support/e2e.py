@@ -707,9 +707,10 @@ def run_kill_loop(
     on_start: Callable[[ConnectorProcess], None] | None = None,
     mid_run: Callable[[ConnectorProcess], None] | None = None,
 ) -> KillLoopReport:
-    """Produce `records` bets, then start the connector and stop it `interruptions` times mid-stream
-    (SIGKILL; every `sigterm_every`-th one SIGTERM), each when the API has accepted a seeded random
-    share (`progress`) of what is still missing; then let a last run finish and stop it with SIGTERM.
+    """Produce `records` bets (half at the start, the rest in a slice before each later run), start
+    the connector and stop it `interruptions` times mid-stream (SIGKILL; every `sigterm_every`-th one
+    SIGTERM), each when the API has accepted a seeded random share (`progress`) of what is still
+    missing; then let a last run finish and stop it with SIGTERM.
 
     At every interruption the committed positions are read back and checked against invariant 1
     (every good record below them was accepted) and the uncommitted window is measured.
@@ -719,108 +720,136 @@ def run_kill_loop(
     rng = random.Random(seed)
     create_topics(bootstrap, {topic: partitions, dlq_topic: 1})
     schema_id = register_bet_schema(registry, topic)
+    # Half the records are there at the start; the rest arrive in slices, one before each later run,
+    # as live traffic would. A run overshoots its target by what the API accepts while the loop
+    # notices and signals it, so with everything produced up front the later runs of a long loop
+    # found nothing left to consume and waited for a target they could not reach.
+    slice_size = records // (2 * interruptions) if interruptions > 1 else 0
     ledger = Ledger(bootstrap)
     try:
-        produce_bets(ledger, topic, schema_id, records, partitions, rng, poison_every=poison_every)
+        produce_bets(
+            ledger,
+            topic,
+            schema_id,
+            records - slice_size * (interruptions - 1),
+            partitions,
+            rng,
+            poison_every=poison_every,
+        )
+        doc = connector_doc(
+            bootstrap=bootstrap,
+            registry_url=registry.url,
+            api_url=sandbox.base_url,
+            group=group,
+            dlq_topic=dlq_topic,
+            mappings=[bet_mapping(topic)],
+            max_in_flight_records=max_in_flight_records,
+            shutdown_timeout_s=shutdown_timeout_s,
+            workers=workers,
+        )
+        config = write_config(workdir, doc)
+        done: list[Interruption] = []
+        tps = sorted(ledger.end_offsets())
+        previous: dict[TopicPartition, int] = dict.fromkeys(tps, 0)
+        by_id = ledger.by_event_id()
+        poison = ledger.poison()
+        for n in range(interruptions):
+            if n > 0 and slice_size:
+                produce_bets(
+                    ledger,
+                    topic,
+                    schema_id,
+                    slice_size,
+                    partitions,
+                    rng,
+                    first_index=len(ledger.records),
+                    poison_every=poison_every,
+                )
+            by_id = ledger.by_event_id()
+            poison = ledger.poison()
+            missing = len(by_id) - len(set(accepted_ids(sandbox)) & set(by_id))
+            lo, hi = progress
+            target = accepted_count(sandbox) + max(1, int(missing * rng.uniform(lo, hi)))
+            halfway = (accepted_count(sandbox) + target) // 2
+            proc = ConnectorProcess(config, workdir / f"run-{n + 1}.log")
+            if on_start is not None:
+                on_start(proc)
+
+            def reached(proc: ConnectorProcess = proc, target: int = target) -> bool:
+                return accepted_count(sandbox) >= target or not proc.running
+
+            try:
+                if mid_run is not None:
+                    wait_until(partial(reached, target=halfway), timeout_s, f"run {n + 1} to reach {halfway}")
+                    if proc.running:
+                        mid_run(proc)
+                wait_until(reached, timeout_s, f"run {n + 1} to reach {target} accepted records")
+                assert proc.running, f"run {n + 1} exited early with {proc.process.returncode}"
+                accepted_before = accepted_count(sandbox)
+                use_sigterm = sigterm_every > 0 and (n + 1) % sigterm_every == 0
+                drain_s = None
+                if use_sigterm:
+                    code, drain_s = proc.terminate(shutdown_timeout_s + 30.0)
+                    assert code == 0, f"run {n + 1} exited with {code} after SIGTERM"
+                else:
+                    proc.kill()
+            finally:
+                proc.stop_quietly()
+            wait_for_quiet_sandbox(sandbox)
+            committed = {tp: c or 0 for tp, c in committed_offsets(bootstrap, group, tps).items()}
+            accepted = accepted_ids(sandbox)
+            # Invariant 1 at the moment of the crash: nothing good below a committed position is missing.
+            unaccepted_below = [
+                r.position for r in ledger.good() if r.offset < committed[r.tp] and r.event_id not in accepted
+            ]
+            assert not unaccepted_below, (
+                f"committed past records the API never accepted: {unaccepted_below[:5]}"
+            )
+            regressed = {tp: (previous[tp], c) for tp, c in committed.items() if c < previous[tp]}
+            assert not regressed, f"committed positions went backwards: {regressed}"
+            previous = committed
+            api_window = sum(
+                1
+                for event_id in accepted
+                if event_id in by_id and by_id[event_id].offset >= committed[by_id[event_id].tp]
+            )
+            poison_window = sum(1 for r in poison if r.offset >= committed[r.tp])
+            done.append(
+                Interruption(
+                    "SIGTERM" if use_sigterm else "SIGKILL",
+                    accepted_before,
+                    committed,
+                    api_window,
+                    poison_window,
+                    drain_s,
+                    len(sandbox.records(ENDPOINT)),
+                )
+            )
+        # The last run finishes everything, then stops cleanly.
+        final = ConnectorProcess(config, workdir / "run-final.log")
+        if on_start is not None:
+            on_start(final)
+        try:
+            final.wait_for(
+                lambda _p: set(by_id) <= set(accepted_ids(sandbox)),
+                timeout_s,
+                "the last run to get every good record accepted",
+                poll_s=0.5,
+            )
+            code, final_drain = final.terminate(shutdown_timeout_s + 30.0)
+            assert code == 0, f"the last run exited with {code}"
+        finally:
+            final.stop_quietly()
+        outcome = Outcome.collect(sandbox, bootstrap, dlq_topic)
+        stored = sandbox.records(ENDPOINT)
+        bounds = [0, *(i.session_end for i in done), len(stored)]
+        breaks = [
+            f"session {n + 1}: {tp}"
+            for n, (start, end) in enumerate(itertools.pairwise(bounds))
+            for tp in order_breaks(stored[start:end], by_id)
+        ]
     finally:
         ledger.close()
-    by_id = ledger.by_event_id()
-    poison = ledger.poison()
-    tps = sorted(ledger.end_offsets())
-    doc = connector_doc(
-        bootstrap=bootstrap,
-        registry_url=registry.url,
-        api_url=sandbox.base_url,
-        group=group,
-        dlq_topic=dlq_topic,
-        mappings=[bet_mapping(topic)],
-        max_in_flight_records=max_in_flight_records,
-        shutdown_timeout_s=shutdown_timeout_s,
-        workers=workers,
-    )
-    config = write_config(workdir, doc)
-    done: list[Interruption] = []
-    previous: dict[TopicPartition, int] = dict.fromkeys(tps, 0)
-    for n in range(interruptions):
-        missing = len(by_id) - len(set(accepted_ids(sandbox)) & set(by_id))
-        lo, hi = progress
-        target = accepted_count(sandbox) + max(1, int(missing * rng.uniform(lo, hi)))
-        halfway = (accepted_count(sandbox) + target) // 2
-        proc = ConnectorProcess(config, workdir / f"run-{n + 1}.log")
-        if on_start is not None:
-            on_start(proc)
-
-        def reached(proc: ConnectorProcess = proc, target: int = target) -> bool:
-            return accepted_count(sandbox) >= target or not proc.running
-
-        try:
-            if mid_run is not None:
-                wait_until(partial(reached, target=halfway), timeout_s, f"run {n + 1} to reach {halfway}")
-                if proc.running:
-                    mid_run(proc)
-            wait_until(reached, timeout_s, f"run {n + 1} to reach {target} accepted records")
-            assert proc.running, f"run {n + 1} exited early with {proc.process.returncode}"
-            accepted_before = accepted_count(sandbox)
-            use_sigterm = sigterm_every > 0 and (n + 1) % sigterm_every == 0
-            drain_s = None
-            if use_sigterm:
-                code, drain_s = proc.terminate(shutdown_timeout_s + 30.0)
-                assert code == 0, f"run {n + 1} exited with {code} after SIGTERM"
-            else:
-                proc.kill()
-        finally:
-            proc.stop_quietly()
-        wait_for_quiet_sandbox(sandbox)
-        committed = {tp: c or 0 for tp, c in committed_offsets(bootstrap, group, tps).items()}
-        accepted = accepted_ids(sandbox)
-        # Invariant 1 at the moment of the crash: nothing good below a committed position is missing.
-        unaccepted_below = [
-            r.position for r in ledger.good() if r.offset < committed[r.tp] and r.event_id not in accepted
-        ]
-        assert not unaccepted_below, f"committed past records the API never accepted: {unaccepted_below[:5]}"
-        regressed = {tp: (previous[tp], c) for tp, c in committed.items() if c < previous[tp]}
-        assert not regressed, f"committed positions went backwards: {regressed}"
-        previous = committed
-        api_window = sum(
-            1
-            for event_id in accepted
-            if event_id in by_id and by_id[event_id].offset >= committed[by_id[event_id].tp]
-        )
-        poison_window = sum(1 for r in poison if r.offset >= committed[r.tp])
-        done.append(
-            Interruption(
-                "SIGTERM" if use_sigterm else "SIGKILL",
-                accepted_before,
-                committed,
-                api_window,
-                poison_window,
-                drain_s,
-                len(sandbox.records(ENDPOINT)),
-            )
-        )
-    # The last run finishes everything, then stops cleanly.
-    final = ConnectorProcess(config, workdir / "run-final.log")
-    if on_start is not None:
-        on_start(final)
-    try:
-        final.wait_for(
-            lambda _p: set(by_id) <= set(accepted_ids(sandbox)),
-            timeout_s,
-            "the last run to get every good record accepted",
-            poll_s=0.5,
-        )
-        code, final_drain = final.terminate(shutdown_timeout_s + 30.0)
-        assert code == 0, f"the last run exited with {code}"
-    finally:
-        final.stop_quietly()
-    outcome = Outcome.collect(sandbox, bootstrap, dlq_topic)
-    stored = sandbox.records(ENDPOINT)
-    bounds = [0, *(i.session_end for i in done), len(stored)]
-    breaks = [
-        f"session {n + 1}: {tp}"
-        for n, (start, end) in enumerate(itertools.pairwise(bounds))
-        for tp in order_breaks(stored[start:end], by_id)
-    ]
     return KillLoopReport(
         records=records,
         partitions=partitions,

@@ -17,7 +17,7 @@ from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxServer
 from tests.support.brokers import UniqueNames
 from tests.support.chaos import PeakRss, Verdict, judge, keep, transform_workers
-from tests.support.e2e import ConnectorProcess, run_kill_loop
+from tests.support.e2e import ConnectorProcess, run_kill_loop, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(1800)]
 
@@ -47,8 +47,9 @@ def test_crash_loop_with_a_flaky_api_loses_nothing(
     killed_workers: list[int] = []
 
     def kill_a_worker(proc: ConnectorProcess) -> None:
+        # The pool is up before the first upload, but a run can reach its halfway mark at once.
+        wait_until(lambda: bool(transform_workers(proc.process.pid)), 30.0, "transform worker processes")
         pids = transform_workers(proc.process.pid)
-        assert pids, "workers: auto started no transform worker process"
         pid = rng.choice(pids)
         os.kill(pid, signal.SIGKILL)
         killed_workers.append(pid)
