@@ -79,8 +79,10 @@ METHOD = [
     "- **API**: `bench/receiver.py`, a threaded HTTP server in its own process on loopback. It checks",
     "  every request's HMAC signature against the HKDF key (docs/ingest-api.md), counts the",
     "  records, remembers each one's acceptance time by `event_id` in the latency run, and injects",
-    "  latency and the outage. It does not validate records (the connector does), so it is never",
-    "  the bottleneck. The sandbox's own throughput is in docs/bench-sandbox.md.",
+    "  latency and the outage. With latency L, each upload is answered L after its request arrived:",
+    "  its checks run inside L, as an API's own work is part of its latency. It does not validate",
+    "  records (the connector does), so it is never the bottleneck. The sandbox's own throughput is",
+    "  in docs/bench-sandbox.md.",
     "- **Broker**: the embedded Tansu broker (memory storage), consumer `session.timeout.ms` 6000,",
     "  `heartbeat.interval.ms` 1000.",
 ]
@@ -93,7 +95,7 @@ def _setup(args: argparse.Namespace, load: float, produce_s: dict[str, float]) -
             "throughput records",
             f"{args.count:,} on {args.partitions} partitions, median of {args.repeat} rounds",
         ),
-        ("API latency run", f"{args.latency_ms} ms per request"),
+        ("API latency run", f"{args.latency_ms} ms per request, from its arrival to the answer"),
         ("latency run", f"{args.live_rate:,} records/s offered for {args.live_seconds:g} s"),
         ("backlog run", f"{args.backlog:,} records, {args.outage_s:g} s outage"),
     ]

@@ -6,7 +6,8 @@ wrong), parses the JSON array and counts its records. It does not validate them:
 done that, and the benchmark measures the connector, not an API. With `track` on, it keeps each
 record's acceptance time (wall clock) by event_id, for the latency run.
 
-Faults are set through `POST /_bench/faults` with `{"latency_ms": 50}` or `{"outage": true}` (503 to
+Faults are set through `POST /_bench/faults` with `{"latency_ms": 50}` (each upload is answered
+50 ms after its request arrived, the checks included) or `{"outage": true}` (503 to
 every upload until `{"outage": false}`); `GET /_bench/stats` returns the counts, the monotonic times
 of the first and last acceptance and the refused requests; `GET /_bench/accepted` the tracked times.
 """
@@ -59,18 +60,25 @@ class _State:
                 "cpu_s": time.process_time(),
             }
 
-    def upload(self, body: bytes, signature: str) -> int:
-        if self.latency_s:
-            time.sleep(self.latency_s)
+    def upload(self, body: bytes, signature: str, arrived: float) -> int:
+        """The answer goes out `latency_s` after the request `arrived` (monotonic): the checks
+        below run inside that time, as an API's own work is part of its latency."""
+        status, records = 200, []
         if self.outage:
+            status = 503
+        elif not verify(self.key, body, signature):
+            status = 401
+        else:
+            records = orjson.loads(body)
+        if self.latency_s:
+            time.sleep(max(0.0, arrived + self.latency_s - time.monotonic()))
+        if status != 200:
             with self.lock:
-                self.refused += 1
-            return 503
-        if not verify(self.key, body, signature):
-            with self.lock:
-                self.bad_signatures += 1
-            return 401
-        records = orjson.loads(body)
+                if status == 503:
+                    self.refused += 1
+                else:
+                    self.bad_signatures += 1
+            return status
         now, wall = time.monotonic(), time.time()
         with self.lock:
             self.requests += 1
@@ -96,6 +104,7 @@ def _handler(state: _State) -> type[QuietHandler]:
                 self.reply(404, b"{}", _JSON)
 
         def do_POST(self) -> None:
+            arrived = time.monotonic()
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path == "/_bench/faults":
                 faults = orjson.loads(body)
@@ -103,7 +112,7 @@ def _handler(state: _State) -> type[QuietHandler]:
                 state.outage = bool(faults.get("outage", state.outage))
                 self.reply(200, b"{}", _JSON)
                 return
-            status = state.upload(body, self.headers.get("x-hmac-signature", ""))
+            status = state.upload(body, self.headers.get("x-hmac-signature", ""), arrived)
             answer = {"message": "ok", "count": 1} if status == 200 else {"error": str(status)}
             self.reply(status, orjson.dumps(answer), _JSON)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from threading import Event
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -44,6 +45,7 @@ from connector.kafka.ports import ConsumerPort, RebalanceListener, Record, Topic
 from connector.runtime.logs import get_logger
 
 COMMIT_WAIT_S = 2.0
+WAKE_SLICE_S = 0.002  # how often a wait in consume() looks at its wake flag
 
 
 def to_port(partitions: Iterable[ck.TopicPartition]) -> list[TopicPartition]:
@@ -180,10 +182,10 @@ class KafkaConsumer:
             finally:
                 self._lost_now = set()
 
-    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+    def consume(self, max_records: int, timeout_s: float, wake: Event | None = None) -> list[Record]:
         self._errors.raise_if_fatal()
         try:
-            messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+            messages = self._fetch(max_records, timeout_s, wake)
         except ck.KafkaException as exc:
             raise port_error(exc, "consume failed") from exc
         records: list[Record] = []
@@ -204,6 +206,20 @@ class KafkaConsumer:
                 )
         self._errors.raise_if_fatal()
         return records
+
+    def _fetch(self, max_records: int, timeout_s: float, wake: Event | None) -> list[ck.Message]:
+        """librdkafka's consume cannot be woken from another thread, so with a `wake` to watch the
+        wait goes in short slices: a finished upload or transform is seen within one slice, not
+        after the whole timeout, and records that arrive meanwhile still end the wait at once."""
+        if wake is None:
+            return self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            wait = 0.0 if wake.is_set() else max(0.0, min(WAKE_SLICE_S, left))
+            messages = self._consumer.consume(num_messages=max_records, timeout=wait)
+            if messages or wake.is_set() or left <= WAKE_SLICE_S:
+                return messages
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:

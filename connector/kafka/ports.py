@@ -8,6 +8,7 @@ backpressure logic is tested deterministically; tests/contract checks that both 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from threading import Event
 from typing import NamedTuple, Protocol, TypeAlias
 
 from connector.errors import DeliveryError
@@ -110,8 +111,9 @@ class RebalanceListener(Protocol):
 class ConsumerPort(Protocol):
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None: ...
 
-    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Up to `max_records` records; waits at most `timeout_s`. Rebalance callbacks run in here."""
+    def consume(self, max_records: int, timeout_s: float, wake: Event | None = None) -> list[Record]:
+        """Up to `max_records` records; waits at most `timeout_s`, and returns early (perhaps with
+        nothing) once `wake` is set. Rebalance callbacks run in here."""
         ...
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

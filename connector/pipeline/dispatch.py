@@ -66,8 +66,10 @@ class Dispatcher:
         health: Health,
         pauses: PauseBook,
         credentials_backoff: Backoff,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._uploaders = uploaders
+        self._wake = wake  # called from the upload threads when an upload finishes
         self._executor = executor
         self._batching = batching
         self._lanes = lanes
@@ -151,6 +153,11 @@ class Dispatcher:
             self._refused.remove(batch)
             self._in_flight.pop(batch.id, None)
 
+    @property
+    def sending(self) -> bool:
+        """Uploads are out (parked batches do not count: they wait for their probe anyway)."""
+        return len(self._in_flight) > len(self._refused)
+
     def poll_timeout(self, longest: float) -> float:
         """How long consume() may block: no longer than until the next batch is due."""
         timeout = longest
@@ -162,7 +169,7 @@ class Dispatcher:
             due = acc.due_at()
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
-        sending = len(self._in_flight) > len(self._refused)  # parked batches wait anyway
+        sending = self.sending
         waiting = any(self._queues.values()) and not self._health.has(Reason.CREDENTIALS)
         if sending or waiting:
             # consume() cannot be woken when an upload finishes: blocking for long here would hold
@@ -198,6 +205,7 @@ class Dispatcher:
         def done(future: Future[UploadResult]) -> None:
             exc = future.exception()
             self._completions.put(_Completion(batch, None if exc else future.result(), exc))
+            self._wake()
 
         future = self._executor.submit(uploader.upload_encoded, endpoint, parts, trace_id=batch.trace_id)
         future.add_done_callback(done)

@@ -106,6 +106,9 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.health = health or Health(clock)
         rng = rng or random.Random()
+        # Set by the upload threads and the transform pool when a result is ready: consume() then
+        # returns at once, so the partition's next batch goes out without waiting out the poll.
+        self._wake = threading.Event()
 
         self._tracker = OffsetTracker()
         self._pauses = PauseBook(consumer, self._tracker, self.metrics)
@@ -122,6 +125,7 @@ class Pipeline:
             health=self.health,
             pauses=self._pauses,
             credentials_backoff=Backoff(credentials_retry_s, rng),
+            wake=self._wake.set,
         )
         self._stalls = RegistryStalls(Backoff(REGISTRY_RETRY_S, rng), clock, self._pauses, self.health)
         self._dead_letters = DeadLetterPath(
@@ -137,6 +141,8 @@ class Pipeline:
         self._intake: Intake = (
             InlineIntake(self._apply, make) if pool is None else PooledIntake(pool, self._apply)
         )
+        if pool is not None:
+            pool.on_result(self._wake.set)
         self._stop = threading.Event()
         self._fatal: str | None = None
         self.stats: dict[str, int] = {"consumed": 0, "accepted": 0, "dead_lettered": 0, "commits": 0}
@@ -180,7 +186,10 @@ class Pipeline:
         timeout = self._dispatcher.poll_timeout(POLL_TIMEOUT_S)
         if self._intake.busy:
             timeout = min(timeout, TRANSFORM_POLL_S)
-        records = self._consumer.consume(POLL_RECORDS, timeout)
+        # Only work that is out can wake the wait; with none, consume() blocks in one piece.
+        out = self._intake.busy or self._dispatcher.sending
+        records = self._consumer.consume(POLL_RECORDS, timeout, self._wake if out else None)
+        self._wake.clear()  # what woke it is taken in below, by _service
         self._pauses.apply_deferred()
         for record in records:
             self._accept(record)

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext, SpawnContext
@@ -132,6 +132,11 @@ class TransformPool:
         self._thread = threading.Thread(target=self._feed, name="transform-pool", daemon=True)
         self.in_flight = 0  # records submitted whose results `completed` has not returned yet
         self.restarts = 0
+        self._on_result: Callable[[], None] = lambda: None
+
+    def on_result(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs on the feeder thread each time a result is ready for `completed`."""
+        self._on_result = callback
 
     # ------------------------------------------------------------------ the consumer loop's side
     def start(self, timeout_s: float = START_TIMEOUT_S) -> TransformPool:
@@ -279,7 +284,11 @@ class TransformPool:
             self._failure = f"a transform failed in a worker process: {answer}"
             log.error("transform worker failed", error=answer)
             return
-        self._done.put((chunk.origin, chunk.start, answer))
+        self._finish((chunk.origin, chunk.start, answer))
+
+    def _finish(self, result: ChunkResult) -> None:
+        self._done.put(result)
+        self._on_result()
 
     def _replace(self, dead: _Worker, waiting: deque[_Chunk]) -> _Worker:
         dead.process.join(1.0)
@@ -312,7 +321,7 @@ class TransformPool:
             waiting.appendleft(chunk)
         elif len(chunk.payloads) == 1:
             reason = f"the record crashed the transform worker process ({how}) each time it was tried"
-            self._done.put((chunk.origin, chunk.start, [Poison(Stage.DECODE, CRASH_CLASS, reason)]))
+            self._finish((chunk.origin, chunk.start, [Poison(Stage.DECODE, CRASH_CLASS, reason)]))
         else:
             middle = len(chunk.payloads) // 2
             # A half that kills a worker again is split at once; a single record gets the full

@@ -8,6 +8,8 @@ guard on commit lives in the adapter, and the producer's close. What the fake an
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -16,7 +18,7 @@ from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.errors import CommitError, DeliveryError
 from connector.kafka.config import producer_config
 from connector.kafka.consumer import KafkaConsumer
-from connector.kafka.ports import TopicPartition
+from connector.kafka.ports import Record, TopicPartition
 from connector.kafka.producer import KafkaProducer
 from tests.support.brokers import (
     RecordingListener,
@@ -29,6 +31,8 @@ from tests.support.brokers import (
 )
 
 pytestmark = pytest.mark.broker
+
+LONG_WAIT_S = 30.0
 
 
 @pytest.fixture
@@ -124,6 +128,39 @@ def test_commit_for_a_partition_not_owned_raises_commit_error_though_tansu_would
 
     assert [tp.error for tp in result] == [None]
     assert consumer.committed([other], 10.0) == {other: 7}
+
+
+def test_a_wait_in_consume_ends_when_its_wake_is_set_and_still_returns_records(
+    broker: EmbeddedBroker, names: UniqueNames, consumers: list[KafkaConsumer]
+) -> None:
+    # librdkafka cannot be woken from another thread: the adapter waits in slices and looks at the
+    # flag between them. The pipeline sets it when an upload or a transform finishes.
+    topic = names.topic()
+    create_topics(broker.bootstrap_servers, [topic], 1)
+    consumer, _ = joined(broker, consumers, names.group(), [topic])
+    consume_until([consumer], lambda _: bool(consumer.assignment()))
+    wake = threading.Event()
+    timer = threading.Timer(0.2, wake.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        got = consumer.consume(10, LONG_WAIT_S, wake)
+    finally:
+        timer.cancel()
+
+    assert got == []
+    assert time.monotonic() - started < LONG_WAIT_S / 2  # woken, not timed out
+
+    # Records still end a wait at once, flag or none.
+    produce_records(broker.bootstrap_servers, topic, 3)
+    assert len(consume_until([consumer], lambda got: len(got) >= 3)) == 3
+    wake.clear()
+    produce_records(broker.bootstrap_servers, topic, 2)
+    late: list[Record] = []
+    deadline = time.monotonic() + LONG_WAIT_S
+    while len(late) < 2 and time.monotonic() < deadline:
+        late += consumer.consume(10, 1.0, wake)
+    assert len(late) == 2
 
 
 # --- no broker needed: the producer's close ----------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -100,6 +101,18 @@ def test_each_worker_gets_a_keys_spec_once_and_keeps_its_transform(
     assert set(per_worker) <= {str(pid) for pid in pool.pids()}
     # Two keys: no worker ever built more than two transforms, whatever chunks it got.
     assert {built for _, built in answers} <= {"1", "2"}
+
+
+def test_the_pool_calls_back_as_each_result_is_ready(pools: Callable[..., TransformPool]) -> None:
+    # The consumer loop waits for records in short slices and ends the wait on this call, so a
+    # transform that finishes is applied at once rather than when the wait runs out.
+    pool = pools()
+    ready = threading.Event()
+    pool.on_result(ready.set)
+    pool.submit(("t", 1), spec(), [deposit(0)])
+
+    assert ready.wait(REAL_LIMIT_S)
+    assert len(pool.completed()) == 1
 
 
 def test_a_worker_killed_mid_chunk_is_restarted_and_the_chunk_done_once(

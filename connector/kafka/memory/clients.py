@@ -100,14 +100,16 @@ class InMemoryConsumer:
         self._joined = True
         self._broker._join(self.group_id, self, self._topics)
 
-    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+    def consume(
+        self, max_records: int, timeout_s: float, wake: threading.Event | None = None
+    ) -> list[Record]:
         self._check_usable()
         if self._lost:
             self._deliver_lost()
         if self._joined:
             self._deliver_rebalance()
         records = self._fetch(max_records)
-        if not records:
+        if not records and not (wake is not None and wake.is_set()):
             self._broker._wait(timeout_s)
         return records
 
