@@ -40,6 +40,7 @@ from connector.pipeline.deadletter import (
     H_VALUE_OMITTED,
     H_VERSION,
 )
+from connector.runtime.health import Reason
 from tests.support.brokers import UniqueNames
 from tests.support.e2e import (
     ENDPOINT,
@@ -595,9 +596,11 @@ def test_refused_credentials_pause_without_dead_letters_or_commits_and_recover_w
     )
     with in_process(settings_of(doc, tmp_path / "connector.yaml")) as runner:
         health = runner.connector.health
-        wait_until(lambda: health.has("credentials"), SETTLE_S, "the connector to report bad credentials")
+        wait_until(
+            lambda: health.has(Reason.CREDENTIALS), SETTLE_S, "the connector to report bad credentials"
+        )
         assert not health.ready
-        assert "401" in health.reasons()["credentials"]
+        assert "401" in health.reasons()[Reason.CREDENTIALS]
         assert refusing.stats()["requests"][ENDPOINT].get("401", 0) >= 1
         # Long enough for the periodic commit (every second) to have had its chances to go wrong.
         time.sleep(2.0)

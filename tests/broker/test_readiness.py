@@ -12,6 +12,7 @@ import pytest
 from connector.devtools.embedded_broker import EmbeddedBroker
 from connector.devtools.registry_stub import RegistryStub
 from connector.devtools.sandbox.server import SandboxServer
+from connector.runtime.health import Reason
 from tests.support.brokers import UniqueNames
 from tests.support.e2e import (
     accepted_count,
@@ -50,7 +51,7 @@ def test_a_missing_topic_is_named_until_it_is_created(
     with in_process(settings_of(doc, tmp_path / "connector.yaml")) as runner:
         health = runner.connector.health
         wait_until(lambda: "topic" in health.reasons(), SETTLE_S, "reason topic")
-        assert missing in health.reasons()["topic"] and present not in health.reasons()["topic"]
+        assert missing in health.reasons()[Reason.TOPIC] and present not in health.reasons()[Reason.TOPIC]
 
         create_topics(broker.bootstrap_servers, {missing: 1})
         wait_until(lambda: health.ready, SETTLE_S, "readiness once the topic exists")
@@ -81,7 +82,7 @@ def test_an_api_that_does_not_answer_is_named_until_it_answers(
     with in_process(settings_of(doc, tmp_path / "connector.yaml")) as runner:
         health = runner.connector.health
         wait_until(lambda: "api" in health.reasons(), SETTLE_S, "reason api")
-        assert f"127.0.0.1:{port}" in health.reasons()["api"]
+        assert f"127.0.0.1:{port}" in health.reasons()[Reason.API]
         assert runner.pipeline.stats["dead_lettered"] == 0  # it reports; the records wait
 
         sandbox = sandbox_factory(port=port)

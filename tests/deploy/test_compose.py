@@ -158,7 +158,7 @@ def test_connector_uses_the_sandbox_credentials(services: dict[str, dict[str, An
 
 
 def test_commands_parse_with_the_connectors_cli(services: dict[str, dict[str, Any]]) -> None:
-    from connector.cli import build_parser
+    from connector.arguments import build_parser
 
     parser = build_parser()
     sandbox = parser.parse_args(services["sandbox"]["command"])

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connector.runtime.health import Health
+from connector.runtime.health import Health, Reason
 from connector.runtime.httpserver import BackgroundHTTPServer, QuietHandler
 from connector.runtime.metrics import Metrics
 from connector.runtime.server import HealthServer
@@ -128,7 +128,7 @@ def test_health_server_answers_probes(health_server: tuple[HealthServer, Health,
     assert httpx.get(base + "/healthz").json() == {"alive": True}
     not_ready = httpx.get(base + "/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["ready"] is False
-    health.clear("starting")
+    health.clear(Reason.STARTING)
     assert httpx.get(base + "/readyz?verbose=1").json() == {"ready": True, "reasons": {}}
     assert httpx.get(base + "/nope").status_code == 404
 

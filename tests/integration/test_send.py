@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from connector.cli import build_parser, main
+from connector.arguments import build_parser
+from connector.cli import main
 from connector.devtools.sandbox.server import (
     DEMO_ACCOUNT_ID,
     DEMO_TOKEN,
@@ -287,7 +288,7 @@ def test_a_closed_port_ends_send_with_exit_3_naming_the_host_and_what_was_not_se
         check=False,
     )
 
-    assert done.returncode == ExitCode.GAVE_UP == 3, done.stderr
+    assert done.returncode == ExitCode.GAVE_UP and ExitCode.GAVE_UP.value == 3, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: gave up on 127.0.0.1:{port}: deposit: still failing after")

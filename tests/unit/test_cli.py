@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from connector import __version__
-from connector.cli import build_parser, main
+from connector.arguments import build_parser
+from connector.cli import main
 from connector.errors import ExitCode
 from connector.kafka.memory.broker import InMemoryBroker
 from tests.support.http import preserved_structlog, valid_record, write_jsonl, write_send_config

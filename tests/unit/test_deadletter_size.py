@@ -66,7 +66,7 @@ class SizeLimitedProducer:
 def write(
     writer: DeadLetterWriter, producer: SizeLimitedProducer, value: bytes
 ) -> list[DeliveryError | None]:
-    done: list[object] = []
+    done: list[DeliveryError | None] = []
     record = source_record("bets", 2, 41, value=value)
     writer.write(record, Stage.UPLOAD, "PayloadTooLarge", "too large to upload", done.append)
     producer.flush(1.0)

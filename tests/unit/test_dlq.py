@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from connector.arguments import build_parser
 from connector.avro.decoding import encode_confluent
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import parse
-from connector.cli import build_parser
 from connector.config.settings import DeadLetterSettings, KafkaSettings, Settings
 from connector.dlq.command import DlqRequest, run_dlq
 from connector.dlq.read import DeadLetter, Filters, parse_position, parse_time_bound, read_partitions, select

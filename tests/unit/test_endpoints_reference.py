@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.cli import build_parser, main
+from connector.arguments import build_parser
+from connector.cli import main
 from connector.commands.endpoints import REGENERATE, endpoints_markdown
 from connector.endpoints import ENDPOINT_KEYS
 from connector.errors import ExitCode

@@ -419,7 +419,7 @@ def test_refused_credentials_pause_everything_then_a_probe_resumes() -> None:
     assert kit.uploader.calls == 1
     assert kit.paused() == BOTH
     reasons = p.health.reasons()
-    assert "credentials" in reasons and "401" in reasons["credentials"]
+    assert Reason.CREDENTIALS in reasons and "401" in reasons[Reason.CREDENTIALS]
     assert not p.health.ready
     step_until(lambda: kit.clock.now() >= 2.4, p)
     assert kit.uploader.calls == 1  # nothing sent while we wait

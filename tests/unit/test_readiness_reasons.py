@@ -123,7 +123,9 @@ def test_the_api_reason_needs_failures_for_longer_than_the_threshold_and_names_e
 def test_any_answer_that_is_not_a_transient_failure_ends_the_outage(status: int) -> None:
     clock = FakeClock()
     health = ready_apart_from_starting(Health(clock))
-    calls = iter([httpx.ConnectError("refused"), *[httpx.Response(503)] * 5, httpx.Response(status)])
+    calls: Iterator[httpx.Response | httpx.ConnectError] = iter(
+        [httpx.ConnectError("refused"), *[httpx.Response(503)] * 5, httpx.Response(status)]
+    )
 
     def respond(request: httpx.Request) -> httpx.Response:
         answer = next(calls, httpx.Response(200, json={}))
@@ -132,7 +134,12 @@ def test_any_answer_that_is_not_a_transient_failure_ends_the_outage(status: int)
         return answer
 
     seen: list[bool] = []
-    clock.on_sleep = lambda _s: (clock.advance(5.0), seen.append(health.has(Reason.API)))
+
+    def on_sleep(_s: float) -> None:
+        clock.advance(5.0)
+        seen.append(health.has(Reason.API))
+
+    clock.on_sleep = on_sleep
     client = IngestClient(
         DestinationSettings(
             base_url="https://gateway.test:8443/apigw/ingest",

@@ -58,7 +58,7 @@ def both(spec: TransformSpec) -> list[Transform]:
 
 
 def nested(depth: int) -> dict[str, Any] | None:
-    node = None
+    node: dict[str, Any] | None = None
     for level in range(depth):
         node = {"v": level, "child": node}
     return node

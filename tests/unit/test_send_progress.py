@@ -86,7 +86,7 @@ def test_a_dead_api_ends_the_send_with_exit_3_and_says_what_was_sent(tmp_path: P
     )
 
     assert report.gave_up is not None and "ConnectError" in report.gave_up
-    assert report.exit_code == ExitCode.GAVE_UP == 3
+    assert report.exit_code == ExitCode.GAVE_UP and ExitCode.GAVE_UP.value == 3
     # 13 lines: 1 invalid, the first request of 5 accepted, the other 7 records never accepted.
     assert (report.lines, report.accepted, len(report.invalid), report.unsent) == (13, 5, 1, 7)
     assert report.retries > 0

@@ -342,16 +342,16 @@ def cases(draw: Any, with_reader: bool = False) -> tuple[TransformSpec, list[byt
     fields = draw(st.dictionaries(st.sampled_from(targets), st.sampled_from(paths), max_size=8))
     free = [t for t in targets if t not in fields]
     constants = draw(st.dictionaries(st.sampled_from(free), CONSTANTS, max_size=3)) if free else {}
-    for spec in MODELS[endpoint].fields.values():
-        if not spec.required:
+    for model_field in MODELS[endpoint].fields.values():
+        if not model_field.required:
             continue
         how = draw(st.integers(0, 19))  # hypothesis favours small numbers: the usual case first
-        if how < 14 and spec.name not in ("account_id", "workspace_id", "event_category"):
-            constants[spec.name] = VALID[spec.kind]
+        if how < 14 and model_field.name not in ("account_id", "workspace_id", "event_category"):
+            constants[model_field.name] = VALID[model_field.kind]
         elif how == 17:
-            constants[spec.name] = draw(CONSTANTS)
+            constants[model_field.name] = draw(CONSTANTS)
         elif how > 17:
-            fields[spec.name] = draw(st.sampled_from(paths))
+            fields[model_field.name] = draw(st.sampled_from(paths))
     settings = MappingSettings.model_validate(
         {
             "topic": "t",
