@@ -61,7 +61,7 @@ lint: $(STAMP) ## ruff
 lint-imports: $(STAMP) ## the import contracts in pyproject.toml (layers, no devtools in production, confluent_kafka only in connector.kafka)
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP) ## mypy --strict on the package
+typecheck: $(STAMP) ## mypy --strict on the package, the tests and the bench
 	$(BIN)/mypy
 
 clean: ## remove the virtualenv and caches
