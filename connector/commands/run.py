@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from connector import __version__
 from connector.config.settings import Settings
@@ -12,6 +13,9 @@ from connector.pipeline.wiring import build_connector
 from connector.runtime import stopping
 from connector.runtime.allocator import keep_heap_for_batches
 from connector.runtime.logs import get_logger
+
+if TYPE_CHECKING:
+    from connector.kafka.admin import KafkaAdmin
 
 log = get_logger(__name__)
 
@@ -27,19 +31,16 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
     stopping.hand_over(handler)
 
 
-def warn_about_dead_letter_durability(settings: Settings) -> None:
-    """Checked once at start: a dead-letter topic that one broker loss can empty."""
+def warn_about_dead_letter_durability(admin: KafkaAdmin | None, settings: Settings) -> None:
+    """Checked once at start, with the admin client the wiring built (none: nothing to ask): a
+    dead-letter topic that one broker loss can empty."""
     from connector.commands.check import KAFKA_TIMEOUT_S, dead_letter_durability_warning
-    from connector.kafka.admin import KafkaAdmin
-    from connector.kafka.config import admin_config
 
-    k, dead_letter = settings.kafka, settings.dead_letter
-    if k is None or dead_letter is None:
+    dead_letter = settings.dead_letter
+    if admin is None or settings.kafka is None or dead_letter is None:
         return
     try:
-        found = KafkaAdmin(admin_config(k.bootstrap_servers, k.properties)).describe_topic(
-            dead_letter.topic, KAFKA_TIMEOUT_S
-        )
+        found = admin.describe_topic(dead_letter.topic, KAFKA_TIMEOUT_S)
     except KafkaPortError as exc:
         log.warning("cannot describe the dead-letter topic", topic=dead_letter.topic, error=str(exc))
         return
@@ -65,7 +66,7 @@ def run_connector(settings: Settings) -> int:
     except WorkerPoolError as exc:
         log.error("the transform worker processes did not start", error=str(exc))
         return 1
-    warn_about_dead_letter_durability(settings)
+    warn_about_dead_letter_durability(connector.kafka_admin, settings)
     server = None
     try:
         if settings.server.port:

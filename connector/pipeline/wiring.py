@@ -136,6 +136,9 @@ class Connector:
     health: Health
     metrics: Metrics
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # The one Kafka admin client start-up asks the cluster with (`run` reuses it); None when
+    # build_connector built none: the producer passed in, and the consumer or the admin too.
+    kafka_admin: KafkaAdmin | None = None
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -245,7 +248,7 @@ def build_connector(
         lanes={name: settings.destination(name).max_concurrency for name in uploaders},
         pool=pool,
     )
-    return Connector(pipeline, health, metrics, closers)
+    return Connector(pipeline, health, metrics, closers, kafka_admin)
 
 
 def _kafka_admin(settings: Settings) -> KafkaAdmin:

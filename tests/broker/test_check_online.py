@@ -135,11 +135,18 @@ def test_run_warns_at_start_when_the_dead_letter_topic_has_one_replica(
     from structlog.testing import capture_logs
 
     from connector.commands.run import warn_about_dead_letter_durability
+    from connector.pipeline.wiring import build_connector
     from tests.support.e2e import settings_of
 
     doc = setup()
-    with capture_logs() as logs:
-        warn_about_dead_letter_durability(settings_of(doc, tmp_path / "connector.yaml"))
+    settings = settings_of(doc, tmp_path / "connector.yaml")
+    connector = build_connector(settings)  # as `run` does: the check asks through its admin client
+    try:
+        assert connector.kafka_admin is not None
+        with capture_logs() as logs:
+            warn_about_dead_letter_durability(connector.kafka_admin, settings)
+    finally:
+        connector.close()
     warnings = [e for e in logs if e["event"] == "dead-letter topic is not durable enough"]
     assert len(warnings) == 1, logs  # the embedded broker keeps one replica of every topic
     assert warnings[0]["topic"] == doc["dead_letter"]["topic"]
