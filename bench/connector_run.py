@@ -96,7 +96,7 @@ def _child(
         return stop.is_set() or time.monotonic() > deadline
 
     code = connector.pipeline.run(until=until)
-    stats = dict(connector.pipeline.stats)
+    stats = {**connector.pipeline.stats, "commits": connector.pipeline.commits}
     connector.close()
     conn.send(
         {

@@ -117,7 +117,7 @@ def _print_summary(
     total = sum(g + p for g, p in produced.values())
     print(
         f"\n{total} events produced, {pipeline.stats['accepted']} accepted, "
-        f"{pipeline.stats['dead_lettered']} dead-lettered, {pipeline.stats['commits']} offset commits, "
+        f"{pipeline.stats['dead_lettered']} dead-lettered, {pipeline.commits} offset commits, "
         f"{elapsed:.1f}s"
     )
 

@@ -24,15 +24,14 @@ class OffsetCommitter:
         metrics: Metrics,
         clock: Callable[[], float],
         interval_s: float,
-        stats: dict[str, int],
     ) -> None:
         self._consumer = consumer
         self._tracker = tracker
         self._metrics = metrics
         self._clock = clock
         self._interval_s = interval_s
-        self._stats = stats  # the pipeline's counters: "commits" is ours
         self._last = clock()
+        self.commits = 0  # successful commits since start
 
     def due(self, now: float) -> None:
         """Commit everything done, if an interval has passed since the last commit of done work."""
@@ -56,5 +55,5 @@ class OffsetCommitter:
             log.warning("offset commit failed; will retry", error=str(exc))
             return
         self._tracker.committed(positions)
-        self._stats["commits"] += 1
+        self.commits += 1
         self._metrics.commits.labels("ok").inc()

@@ -145,10 +145,8 @@ class Pipeline:
             pool.on_result(self._wake.set)
         self._stop = threading.Event()
         self._fatal: str | None = None
-        self.stats: dict[str, int] = {"consumed": 0, "accepted": 0, "dead_lettered": 0, "commits": 0}
-        self._commits = OffsetCommitter(
-            consumer, self._tracker, self.metrics, clock, commit_interval_s, self.stats
-        )
+        self.stats: dict[str, int] = {"consumed": 0, "accepted": 0, "dead_lettered": 0}
+        self._commits = OffsetCommitter(consumer, self._tracker, self.metrics, clock, commit_interval_s)
         self.dead_lettered_by_stage: dict[str, int] = {s.value: 0 for s in Stage}
 
     # ------------------------------------------------------------------ public
@@ -436,7 +434,13 @@ class Pipeline:
         if self._fatal:
             log.error("connector stopped on a fatal error", reason=self._fatal, drain_s=round(elapsed, 3))
             return 1
-        log.info("connector stopped", drain_s=round(elapsed, 3), uncommitted=self._load.records, **self.stats)
+        log.info(
+            "connector stopped",
+            drain_s=round(elapsed, 3),
+            uncommitted=self._load.records,
+            **self.stats,
+            commits=self.commits,
+        )
         return 0
 
     def _settle_quietly(self) -> None:
@@ -448,6 +452,11 @@ class Pipeline:
             self._fatal = self._fatal or str(exc)
 
     # ------------------------------------------------------------------ introspection (tests, demo)
+    @property
+    def commits(self) -> int:
+        """Successful offset commits since start (the committer counts them; `stats` has the rest)."""
+        return self._commits.commits
+
     @property
     def in_flight_records(self) -> int:
         return self._load.records

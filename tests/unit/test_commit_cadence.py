@@ -108,6 +108,7 @@ def test_a_failing_commit_is_retried_once_an_interval_not_on_every_turn() -> Non
     failed = p.metrics.registry.get_sample_value("optikpi_offset_commits_total", {"result": "failed"})
     assert failed == 4  # at the first turn, then once a second: 1, 2, 3 s later
     assert kit.broker.committed("g", TP0) is None
+    assert p.commits == 0  # only successful commits count
 
 
 def test_a_long_shutdown_drain_commits_what_it_finished_on_the_interval() -> None:

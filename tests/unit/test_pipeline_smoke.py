@@ -40,4 +40,5 @@ def test_metrics_count_consumed_records_and_commits() -> None:
     sample = p.metrics.registry.get_sample_value
     assert sample("optikpi_records_consumed_total", {"topic": "deposits"}) == 7
     assert (sample("optikpi_offset_commits_total", {"result": "ok"}) or 0) >= 1
+    assert p.commits == sample("optikpi_offset_commits_total", {"result": "ok"})
     assert sample("optikpi_in_flight_records") == 0
