@@ -105,6 +105,14 @@ def test_a_refused_token_pauses_without_committing_and_a_rotated_file_resumes_it
             reasons = set(watch.reasons)
             accepted_while_refused = len(sandbox.records(ENDPOINT))
             refusals = int(sandbox.stats()["requests"][ENDPOINT].get("401", 0))
+            # Checked before the rotation, so that a breach fails here and says so.
+            first_ends = {tp: half // 3 + (1 if tp.partition < half % 3 else 0) for tp in tps}
+            past = [(tp, c) for sample in samples for tp, c in sample.items() if c > first_ends[tp]]
+            assert samples, "no committed positions were read while the token was refused"
+            assert past == [], f"committed past the refused batch while refused: {past[:5]}"
+            assert accepted_while_refused == half, "a record went through with the refused token"
+            assert refusals > 0, "the API never refused the token"
+            assert "credentials" in reasons, reasons
             write_token(token_file, ROTATED)
             rotated = time.monotonic()
             wanted = set(ledger.by_event_id())
@@ -115,13 +123,6 @@ def test_a_refused_token_pauses_without_committing_and_a_rotated_file_resumes_it
     finally:
         proc.stop_quietly()
         ledger.close()
-    first_ends = {tp: half // 3 + (1 if tp.partition < half % 3 else 0) for tp in tps}
-    past = [(tp, c) for sample in samples for tp, c in sample.items() if c > first_ends[tp]]
-    assert samples, "no committed positions were read while the token was refused"
-    assert past == [], f"committed past the refused batch while refused: {past[:5]}"
-    assert accepted_while_refused == half, "a record went through with the refused token"
-    assert refusals > 0, "the API never refused the token"
-    assert "credentials" in reasons, reasons
     outcome = Outcome.collect(sandbox, broker.bootstrap_servers, dlq)
     assert not outcome.dead, f"dead-lettered while the token was refused: {list(outcome.dead)[:5]}"
     verdict = judge(
