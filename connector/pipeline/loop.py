@@ -10,8 +10,9 @@ locks on the hot path.
 The parts: `frame` and the intake (record → JSON body or poison, inline or in worker processes,
 results in partition order), `Dispatcher` (batches, uploads, their
 outcomes), `PauseBook` and `Backpressure` (who is paused, and why), `RegistryStalls` (records
-waiting for the schema registry), `DeadLetterPath` (poison and the breaker), `OffsetTracker` (what
-may be committed). This module decides what happens when.
+waiting for the schema registry), `DeadLetterPath` (poison and the breaker), `UploadOutcomes`
+(what an upload's answer does to its records), `OffsetTracker` (what may be committed). This
+module decides what happens when.
 """
 
 from __future__ import annotations
@@ -26,16 +27,13 @@ from concurrent.futures import Executor
 from connector.config.settings import BackpressureSettings, BatchingSettings, DeadLetterSettings
 from connector.errors import (
     FatalKafkaError,
-    IngestError,
     PipelineStopped,
     RegistryUnavailable,
     Stage,
     UnusableMappingError,
 )
 from connector.ingest.backoff import Backoff
-from connector.ingest.client import UploadResult
 from connector.kafka.ports import ConsumerPort, Record, TopicPartition
-from connector.pipeline.batching import Batch
 from connector.pipeline.commits import OffsetCommitter
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
@@ -44,6 +42,7 @@ from connector.pipeline.intake import InlineIntake, Intake, PooledIntake, Route,
 from connector.pipeline.lag import ConsumerLag
 from connector.pipeline.mapping_pauses import MappingPauses
 from connector.pipeline.offsets import OffsetTracker
+from connector.pipeline.outcomes import UploadOutcomes
 from connector.pipeline.pauses import Backpressure, PauseBook
 from connector.pipeline.stalls import RegistryStalls
 from connector.runtime.health import Health, Reason
@@ -101,7 +100,6 @@ class Pipeline:
         self._routes = routes
         self._shutdown_timeout_s = shutdown_timeout_s
         self._clock = clock
-        self._wall_clock = wall_clock  # Kafka timestamps are wall-clock time
         self._sleep = sleep
         self.metrics = metrics or Metrics()
         self.health = health or Health(clock)
@@ -146,6 +144,9 @@ class Pipeline:
         self._stop = threading.Event()
         self._fatal: str | None = None
         self.stats: dict[str, int] = {"consumed": 0, "accepted": 0, "dead_lettered": 0}
+        self._outcomes = UploadOutcomes(
+            self._tracker, self._load, self._dead_letters, self.metrics, self.stats, wall_clock
+        )
         self._commits = OffsetCommitter(consumer, self._tracker, self.metrics, clock, commit_interval_s)
         self.dead_lettered_by_stage: dict[str, int] = {s.value: 0 for s in Stage}
 
@@ -293,49 +294,13 @@ class Pipeline:
         self._dead_letters.retry_due(now)
         # Settle before dispatching too: a finished upload frees its partitions for their next
         # batch in this turn, not one poll later.
-        self._dispatcher.settle(self._uploaded)
+        self._dispatcher.settle(self._outcomes.uploaded)
         self._dispatcher.dispatch()
-        self._dispatcher.settle(self._uploaded)
+        self._dispatcher.settle(self._outcomes.uploaded)
         self._dead_letters.poll()
         self._load.apply()
         self._commits.due(now)
         self._lag.update(now)
-
-    def _uploaded(self, batch: Batch, endpoint: str, result: UploadResult) -> None:
-        if result.accepted:
-            self._observe_delivery(batch, endpoint)
-        if not result.rejected:  # the usual case: the whole batch is done at once
-            count, size = self._tracker.done_many(item.record for item in batch.items)
-            self._load.remove(count, size)
-            self.stats["accepted"] += count
-            return
-        rejected = {r.index: r for r in result.rejected}
-        for index, item in enumerate(batch.items):
-            if not self._tracker.is_pending(item.record.tp, item.record.offset):
-                continue  # its partition was revoked or lost meanwhile: the new owner handles it
-            rejection = rejected.get(index)
-            if rejection is None:
-                self.stats["accepted"] += 1
-                self._done(item.record)
-            else:
-                self._dead_letters.send(
-                    item.record,
-                    Stage.UPLOAD,
-                    "IngestRejected",
-                    str(IngestError(rejection.message)),
-                    endpoint,
-                    http_status=rejection.status,
-                    http_response=rejection.response,
-                    trace_id=batch.trace_id,
-                )
-
-    def _observe_delivery(self, batch: Batch, endpoint: str) -> None:
-        """One observation per accepted batch, for its oldest record: nothing per record, and the
-        oldest record is the one the dashboard's p95/p99 are about."""
-        oldest = min((i.record.timestamp_ms for i in batch.items if i.record.timestamp_ms), default=None)
-        if oldest is not None:
-            delay = max(0.0, self._wall_clock() - oldest / 1000.0)
-            self.metrics.delivery_seconds.labels(endpoint).observe(delay)
 
     def _breaker_tripped(self, topic: str) -> None:
         self._pauses.pause_topic(topic, Reason.BREAKER)
@@ -345,14 +310,9 @@ class Pipeline:
         self.stats["dead_lettered"] += 1
         self.dead_lettered_by_stage[stage.value] += 1
         self.metrics.dead_lettered.labels(stage.value, record.topic).inc()
-        self._done(record)
+        self._outcomes.done(record)
 
     # ------------------------------------------------------------------ offsets
-    def _done(self, record: Record) -> None:
-        size = self._tracker.done(record.tp, record.offset)
-        if size is not None:
-            self._load.remove(1, size)
-
     def _forget(self, partitions: Sequence[TopicPartition]) -> None:
         gone = set(partitions)
         for tp in gone:
@@ -387,7 +347,7 @@ class Pipeline:
                 self._dispatcher.seal_all()  # the drain sends what came back without waiting
             self._dispatcher.probe_refused(now)
             self._dead_letters.retry_due(now)
-            self._dispatcher.settle(self._uploaded)
+            self._dispatcher.settle(self._outcomes.uploaded)
             self._dispatcher.dispatch()
             self._dead_letters.poll()
             # What finished is committed as the drain goes: a drain cut short re-sends only the rest.
@@ -446,7 +406,7 @@ class Pipeline:
     def _settle_quietly(self) -> None:
         # Uploads that finished while we were cancelling still count.
         try:
-            self._dispatcher.settle(self._uploaded)
+            self._dispatcher.settle(self._outcomes.uploaded)
             self._dead_letters.poll()
         except PipelineStopped as exc:
             self._fatal = self._fatal or str(exc)
