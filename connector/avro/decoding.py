@@ -18,6 +18,7 @@ import fastavro
 from fastavro import _read_py
 from fastavro.read import SchemaResolutionError
 
+from connector.avro.blockcounts import BlockCountCheck
 from connector.avro.reasons import read_error_reason, shorten
 from connector.avro.registry import SchemaRegistryClient
 from connector.avro.schemas import parse, schema_name
@@ -94,10 +95,20 @@ class ReadPlan:
     `writer` is the parsed schema as given (for code that reasons about its shape); the reads use
     `checked`, a copy whose unions and enums refuse a negative index (see `_IndexChecked`).
     `deep_bytes` is the payload size above which the pure-Python reader is used (recursive
-    schemas only), or None.
+    schemas only), or None. `block_counts` checks array block counts fastavro would follow without
+    end (schemas with such an array only, see connector.avro.blockcounts), or is None.
     """
 
-    __slots__ = ("checked", "deep_bytes", "reader", "reader_label", "slow_checked", "writer", "writer_label")
+    __slots__ = (
+        "block_counts",
+        "checked",
+        "deep_bytes",
+        "reader",
+        "reader_label",
+        "slow_checked",
+        "writer",
+        "writer_label",
+    )
 
     def __init__(self, writer: Any, writer_label: str, reader: Any, reader_label: str) -> None:
         self.writer = writer
@@ -109,6 +120,7 @@ class ReadPlan:
         recursive = is_recursive(writer)
         self.deep_bytes: int | None = C_READER_SAFE_BYTES if recursive else None
         self.slow_checked = _checked_copy(writer, _SlowIndexChecked) if recursive else writer
+        self.block_counts = BlockCountCheck.needed(writer, skipping=self.reader is not None)
 
 
 class _IndexChecked(list[Any]):
@@ -190,6 +202,8 @@ def read_datum(plan: ReadPlan, value: bytes, offset: int) -> dict[str, Any]:
     stream = BytesIO(value)  # shares the bytes object's buffer: no copy
     stream.seek(offset)
     try:
+        if plan.block_counts is not None:
+            plan.block_counts.check(value, offset)
         if plan.deep_bytes is not None and len(value) - offset > plan.deep_bytes:
             datum = _read_py.schemaless_reader(stream, plan.slow_checked, plan.reader)
         else:
