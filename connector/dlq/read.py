@@ -22,12 +22,16 @@ from connector.pipeline.deadletter import (
     H_CLASS,
     H_ENDPOINT,
     H_FAILED_AT,
+    H_HTTP_RESPONSE,
     H_HTTP_STATUS,
     H_MESSAGE,
     H_OFFSET,
     H_PARTITION,
     H_STAGE,
     H_TOPIC,
+    H_TRACE_ID,
+    H_VALUE_OMITTED,
+    H_VERSION,
 )
 
 NO_VALUE = "-"
@@ -124,6 +128,13 @@ class DeadLetter:
     reason: str
     http_status: int | None
     failed_at: datetime | None
+    # The start of the API's answer (stage UPLOAD), cut by the writer.
+    http_response: str | None = None
+    # The upload's X-Trace-Id, or the record's own traceparent: what to look up in traces.
+    trace_id: str | None = None
+    connector_version: str | None = None
+    # Set on a copy written without its value: the original value's size in bytes.
+    value_omitted: int | None = None
 
     @classmethod
     def from_record(cls, record: Record) -> DeadLetter:
@@ -144,6 +155,10 @@ class DeadLetter:
             reason=_text(header_value(h, H_MESSAGE)) or "",
             http_status=_int(header_value(h, H_HTTP_STATUS)),
             failed_at=failed_at,
+            http_response=_text(header_value(h, H_HTTP_RESPONSE)),
+            trace_id=_text(header_value(h, H_TRACE_ID)),
+            connector_version=_text(header_value(h, H_VERSION)),
+            value_omitted=_int(header_value(h, H_VALUE_OMITTED)),
         )
 
     @property

@@ -78,8 +78,12 @@ def entry_json(e: DeadLetter, now: datetime) -> dict[str, Any]:
         "error_class": e.error_class,
         "reason": e.reason,
         "http_status": e.http_status,
+        "http_response": e.http_response,
         "failed_at": format_time(e.failed_at),
         "age_s": None if age is None else round(age, 3),
+        "trace_id": e.trace_id,
+        "connector_version": e.connector_version,
+        "value_omitted": e.value_omitted,
     }
 
 

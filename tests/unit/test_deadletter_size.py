@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import cast
 
@@ -149,6 +150,12 @@ def test_show_says_the_value_was_omitted_and_where_the_original_is() -> None:
         "original": {"topic": "bets", "partition": 2, "offset": 41},
     }
     assert any("omitted" in line for line in show_lines(doc))
+
+
+def test_list_json_gives_the_omitted_size_of_a_copy_without_its_value() -> None:
+    code, out, _err, _ = run(omitted_broker(), DlqRequest("list", as_json=True))
+    assert code == 0
+    assert [r["value_omitted"] for r in json.loads(out)["records"]] == [20000, None]
 
 
 def test_replay_refuses_omitted_copies_names_them_and_replays_the_rest() -> None:

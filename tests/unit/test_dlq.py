@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connector import __version__
 from connector.arguments import build_parser
 from connector.avro.decoding import encode_confluent
 from connector.avro.registry import SchemaRegistryClient
@@ -48,6 +49,7 @@ pytestmark = pytest.mark.unit
 
 DLQ = "app.dlq"
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 # ----------------------------------------------------------------------------------- doubles
@@ -625,6 +627,39 @@ def test_list_json_has_every_field_and_the_full_reason() -> None:
     assert (entry["topic"], entry["partition"], entry["endpoint"]) == ("deposits", 2, "deposit")
     assert entry["failed_at"] == "2024-03-01T09:00:00.000Z" and entry["age_s"] == 3 * 3600
     assert set(entry) >= {"dlq_partition", "dlq_offset", "error_class", "http_status"}
+    assert entry["connector_version"] == __version__
+    assert (entry["trace_id"], entry["value_omitted"], entry["http_response"]) == (None, None, None)
+
+
+def test_list_json_names_the_trace_the_omitted_size_and_the_apis_answer() -> None:
+    """Every header the writer sets reaches `list --json`: the trace id to look up, the size of a
+    value left out, the API's answer."""
+    broker = InMemoryBroker()
+    broker.create_topic(DLQ, 1)
+    producer = broker.producer()
+    writer = DeadLetterWriter(producer, DLQ, now=at(NOW))
+    traced = source_record("deposits", 0, 5, headers=(("traceparent", TRACEPARENT.encode()),))
+    writer.write(traced, Stage.VALIDATE, "ValidationError", "amount: required", lambda err: None)
+    writer.write(
+        source_record("deposits", 0, 6),
+        Stage.UPLOAD,
+        "HttpError",
+        "HTTP 400: rejected",
+        lambda err: None,
+        endpoint="deposit",
+        http_status=400,
+        http_response='{"error": "user_id unknown"}',
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+    )
+    producer.flush(1.0)
+
+    code, out, _, _ = run(broker, DlqRequest("list", as_json=True))
+
+    first, second = json.loads(out)["records"]
+    assert code == 0
+    assert first["trace_id"] == TRACEPARENT.split("-")[1]
+    assert second["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert (second["http_status"], second["http_response"]) == (400, '{"error": "user_id unknown"}')
 
 
 def test_list_and_stats_of_a_missing_topic_are_empty_with_a_note() -> None:
