@@ -1,21 +1,25 @@
-"""`AdminPort` on confluent-kafka's `AdminClient` (topics and groups), what a topic looks like to a
-producer (`describe_topic`), and the client library versions."""
+"""`AdminPort` on confluent-kafka's `AdminClient` (topics, groups and end offsets), what a topic
+looks like to a producer (`describe_topic`), and the client library versions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
+from confluent_kafka.admin._listoffsets import OffsetSpec  # likewise
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaPortError
 from connector.kafka._errors import describe, kafka_error_of, port_error, unreachable
-from connector.kafka.ports import AdminPort
+from connector.kafka.ports import AdminPort, TopicPartition
 
 
 def kafka_version() -> str:
@@ -143,6 +147,27 @@ class KafkaAdmin:
         except ValueError:
             return None
 
+    def query_end_offsets(
+        self, partitions: Collection[TopicPartition], timeout_s: float
+    ) -> Future[dict[TopicPartition, int]]:
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
+        request = {ck.TopicPartition(tp.topic, tp.partition): latest for tp in partitions}
+        if not request:
+            answer: Future[dict[TopicPartition, int]] = Future()
+            answer.set_result({})
+            return answer
+        try:
+            # The high watermark, as the consumer's cached one is whatever its isolation.level:
+            # librdkafka caches the fetch response's HighwaterMarkOffset, not its LastStableOffset.
+            futures = self._admin.list_offsets(
+                request, isolation_level=ck.IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout_s
+            )
+        except (ck.KafkaException, ValueError, TypeError) as exc:
+            failed: Future[dict[TopicPartition, int]] = Future()
+            failed.set_exception(KafkaPortError(f"cannot ask for end offsets: {exc}"))
+            return failed
+        return _gathered_offsets(futures)
+
     def list_groups(self, timeout_s: float) -> set[str]:
         """Names of the consumer groups the cluster knows (any group that joined or committed)."""
         try:
@@ -152,6 +177,43 @@ class KafkaAdmin:
         except FutureTimeoutError:
             raise KafkaPortError(f"cannot list consumer groups: no answer within {timeout_s} s") from None
         return {group.group_id for group in result.valid}
+
+
+def _gathered_offsets(futures: Mapping[ck.TopicPartition, Future[Any]]) -> Future[dict[TopicPartition, int]]:
+    """One future for librdkafka's one-per-partition futures, done when the last of them is (their
+    callbacks run on librdkafka's background thread): nobody has to wait on any of them."""
+    gathered: Future[dict[TopicPartition, int]] = Future()
+    offsets: dict[TopicPartition, int] = {}
+    errors: list[str] = []
+    left = len(futures)
+    lock = threading.Lock()
+    if not left:
+        gathered.set_result(offsets)
+
+    def settle(ck_tp: ck.TopicPartition, future: Future[Any]) -> None:
+        nonlocal left
+        tp = TopicPartition(ck_tp.topic, ck_tp.partition)
+        with lock:
+            try:
+                offset = future.result().offset
+                if offset >= 0:
+                    offsets[tp] = offset
+                else:  # how a request that timed out comes back
+                    errors.append(f"{tp}: no offset ({offset})")
+            except Exception as exc:  # one partition's answer, whatever went wrong: the rest still count
+                error = kafka_error_of(exc) if isinstance(exc, ck.KafkaException) else None
+                errors.append(f"{tp}: {describe(error) if error is not None else exc}")
+            left -= 1
+            if left:
+                return
+        if offsets or not errors:
+            gathered.set_result(offsets)
+        else:
+            gathered.set_exception(KafkaPortError("no end offsets: " + "; ".join(errors)))
+
+    for ck_tp, future in futures.items():
+        future.add_done_callback(functools.partial(settle, ck_tp))
+    return gathered
 
 
 if TYPE_CHECKING:  # mypy proves the adapter implements the port

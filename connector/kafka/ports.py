@@ -7,7 +7,8 @@ backpressure logic is tested deterministically; tests/contract checks that both 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from threading import Event
 from typing import NamedTuple, Protocol, TypeAlias
 
@@ -174,4 +175,14 @@ class AdminPort(Protocol):
 
     def list_topics(self, timeout_s: float) -> dict[str, int]:
         """Topic name → partition count."""
+        ...
+
+    def query_end_offsets(
+        self, partitions: Collection[TopicPartition], timeout_s: float
+    ) -> Future[dict[TopicPartition, int]]:
+        """Ask the partitions' leaders for their end offsets (ListOffsets) and return at once; the
+        answer arrives in the future within about `timeout_s`. Partitions that got no answer are
+        left out; the future fails when none did. For partitions that fetch nothing (paused):
+        some brokers answer too low (Tansu: the last batch's first offset + 1), so callers take
+        it together with the end offset last fetched, never instead of it."""
         ...

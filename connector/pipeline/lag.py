@@ -1,10 +1,12 @@
 """ConsumerLag: `optikpi_consumer_lag` per owned partition, refreshed on the loop's turns.
 
-Lag is the partition's end offset (as last seen in fetched data, see docs/design.md) minus its
-commit position (the first record not yet done). It is refreshed at most once per interval
-whatever happens to uploads and commits: the lag alert must keep moving exactly while uploads
-fail or the API refuses our credentials, when nothing gets committed. A partition that leaves
-(revoked, lost) takes its series with it, so no stale lag stays behind on a pod that gave it up.
+Lag is the partition's end offset minus its commit position (the first record not yet done). The
+end offset is the one last seen in fetched data (see docs/design.md); a paused partition is not
+fetched, so for it the broker's answer from `PausedEndOffsets` counts too, whichever is higher.
+It is refreshed at most once per interval whatever happens to uploads and commits: the lag alert
+must keep moving exactly while uploads fail or the API refuses our credentials, when nothing gets
+committed and partitions are paused. A partition that leaves (revoked, lost) takes its series with
+it, so no stale lag stays behind on a pod that gave it up.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connector.kafka.ports import ConsumerPort, TopicPartition
+from connector.pipeline.end_offsets import PausedEndOffsets
 from connector.pipeline.offsets import OffsetTracker
 from connector.runtime.logs import get_logger
 from connector.runtime.metrics import Metrics
@@ -28,8 +31,11 @@ class ConsumerLag:
         tracker: OffsetTracker,
         metrics: Metrics,
         interval_s: float = LAG_INTERVAL_S,
+        paused_ends: PausedEndOffsets | None = None,
     ) -> None:
+        """`paused_ends`: None (no admin client) leaves a paused partition's lag where it paused."""
         self._consumer = consumer
+        self._paused_ends = paused_ends
         self._tracker = tracker
         self._metrics = metrics
         self._interval_s = interval_s
@@ -46,6 +52,10 @@ class ConsumerLag:
         except Exception as exc:  # lag is informational: it must never stop the loop
             log.debug("cannot read end offsets for the lag metric", error=str(exc))
             return
+        if self._paused_ends is not None:
+            for tp, asked in self._paused_ends.ends(now).items():
+                # Some brokers answer ListOffsets too low (docs/design.md): never below what was fetched.
+                ends[tp] = max(asked, ends.get(tp, asked))
         for tp, end in ends.items():
             position = self._tracker.position(tp)
             if position is None:

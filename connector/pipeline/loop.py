@@ -33,11 +33,12 @@ from connector.errors import (
     UnusableMappingError,
 )
 from connector.ingest.backoff import Backoff
-from connector.kafka.ports import ConsumerPort, Record, TopicPartition
+from connector.kafka.ports import AdminPort, ConsumerPort, Record, TopicPartition
 from connector.pipeline.commits import OffsetCommitter
 from connector.pipeline.deadletter import DeadLetterWriter
 from connector.pipeline.deadletter_path import DeadLetterPath
 from connector.pipeline.dispatch import Dispatcher, Uploader
+from connector.pipeline.end_offsets import PausedEndOffsets
 from connector.pipeline.intake import InlineIntake, Intake, PooledIntake, Route, frame
 from connector.pipeline.lag import ConsumerLag
 from connector.pipeline.mapping_pauses import MappingPauses
@@ -92,9 +93,11 @@ class Pipeline:
         wall_clock: Callable[[], float] = time.time,
         pool: TransformPool | None = None,
         make: TransformFactory = make_transform,
+        admin: AdminPort | None = None,
     ) -> None:
         """`pool`: started worker processes to run transforms in (the pipeline closes it); None:
-        inline, each transform built by `make`."""
+        inline, each transform built by `make`. `admin`: asked for the end offsets of paused
+        partitions (for the lag metric); None: their lag stays as it was when they paused."""
         self._consumer = consumer
         self._uploaders = uploaders
         self._routes = routes
@@ -113,7 +116,8 @@ class Pipeline:
         self._load = Backpressure(
             backpressure, self._pauses, self.metrics, self._tracker, min_share=2 * batching.max_records
         )
-        self._lag = ConsumerLag(consumer, self._tracker, self.metrics)
+        paused_ends = PausedEndOffsets(admin, self._pauses.paused) if admin is not None else None
+        self._lag = ConsumerLag(consumer, self._tracker, self.metrics, paused_ends=paused_ends)
         self._dispatcher = Dispatcher(
             uploaders,
             executor,

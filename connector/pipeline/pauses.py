@@ -88,6 +88,10 @@ class PauseBook:
             if free:
                 self._consumer.resume(free)
 
+    def paused(self) -> set[TopicPartition]:
+        """The partitions some reason holds paused."""
+        return {tp for tp, reasons in self._reasons.items() if reasons}
+
     def holds(self, reason: Reason) -> bool:
         """Whether any partition is paused for `reason`."""
         return any(reason in reasons for reasons in self._reasons.values())

@@ -158,8 +158,9 @@ def build_connector(
     clock: Callable[[], float] | None = None,
     admin: AdminPort | None = None,
 ) -> Connector:
-    """`admin`: what ClusterWatch asks for the topics (reasons `topic` and `kafka`); by default a
-    Kafka admin client when the consumer is the real one, else no watch."""
+    """`admin`: what ClusterWatch asks for the topics (reasons `topic` and `kafka`), and the lag
+    metric for the end offsets of paused partitions; by default a Kafka admin client when the
+    consumer is the real one, else neither."""
     import time
 
     clock = clock or time.monotonic
@@ -247,6 +248,7 @@ def build_connector(
         health=health,
         lanes={name: settings.destination(name).max_concurrency for name in uploaders},
         pool=pool,
+        admin=admin,
     )
     return Connector(pipeline, health, metrics, closers, kafka_admin)
 

@@ -79,7 +79,7 @@ class Metrics:
             self.paused_topics.labels(reason).set(0)
         self.lag = Gauge(
             "optikpi_consumer_lag",
-            "End offset (as last fetched) minus the commit position",
+            "End offset (as last fetched, or asked every 5 s while paused) minus the commit position",
             ["topic", "partition"],
             registry=r,
         )

@@ -202,6 +202,34 @@ def test_high_watermarks_are_the_end_offsets_seen_in_fetched_data(backend: Backe
     assert consumer.high_watermarks() == {p0: 5, p1: 4}
 
 
+def test_end_offsets_asked_of_the_broker_keep_moving_while_a_partition_is_paused(backend: Backend) -> None:
+    """What the lag metric asks for paused partitions, whose end offset in fetched data freezes.
+    Records go one batch each: for a batch of several, Tansu answers the batch's first offset + 1,
+    which moves and never passes the end (the lag takes the higher of it and the fetched one)."""
+    topic = backend.names.topic()
+    p0 = TopicPartition(topic, 0)
+    backend.create_topic(topic, 1)
+    for i in range(3):
+        produce(backend, topic, [b"%d" % i])
+    consumer = backend.consumer(backend.names.group())
+    consumer.subscribe([topic], RecordingListener())
+    consume_until([consumer], lambda got: len(got) >= 3)
+    consumer.pause([p0])
+    poll_rounds([consumer], 3)  # a fetch sent before the pause has its answer by now
+    for i in range(3, 5):
+        produce(backend, topic, [b"%d" % i])
+    poll_rounds([consumer], 3)
+
+    asked = backend.admin.query_end_offsets([p0], 10.0).result(timeout=30.0)
+
+    assert consumer.high_watermarks() == {p0: 3}  # frozen at the pause
+    assert asked == {p0: 5}
+
+    produce(backend, topic, [b"batch"] * 4)  # offsets 5 to 8, in one batch
+    again = backend.admin.query_end_offsets([p0], 10.0).result(timeout=30.0)[p0]
+    assert 5 < again <= 9
+
+
 def test_delivery_reports_arrive_through_flush_including_refused_records(backend: Backend) -> None:
     topic = backend.names.topic()
     backend.create_topic(topic)

@@ -285,6 +285,7 @@ class Kit:
             wall_clock=self.clock.now,  # the in-memory broker stamps records with the same clock
             pool=pool,
             make=make,
+            admin=self.broker.admin(),  # as in production: paused partitions' end offsets are asked for
         )
 
     def started(self, **kwargs: Any) -> Pipeline:

@@ -64,6 +64,24 @@ def test_lag_rises_while_uploads_hang_and_keeps_reporting_while_credentials_are_
     assert lag(p) == 0
 
 
+def test_a_paused_partitions_lag_follows_the_end_offset_the_broker_reports() -> None:
+    """A paused partition is not fetched, so the end offset in fetched data freezes at the pause;
+    the broker is asked for it instead, every 5 s."""
+    kit = make_kit()
+    kit.uploader.fail_with = [CredentialsError(401, "deposit", "bad token")] * 100  # refused throughout
+    produce(kit, range(3))
+    p = kit.started()
+    run_for(p, kit, 1.5)
+    assert "credentials" in p.health.reasons() and kit.paused() == {TP0}
+    assert lag(p) == 3
+
+    produce(kit, range(3, 10))  # producers go on writing to the paused partition
+    run_for(p, kit, 6.0)
+
+    assert kit.paused() == {TP0} and kit.consumers["m1"].high_watermarks() == {TP0: 3}
+    assert lag(p) == 10
+
+
 def test_a_revoked_partition_takes_its_lag_series_with_it() -> None:
     kit = make_kit(partitions=2)
     produce(kit, range(2), partition=0)

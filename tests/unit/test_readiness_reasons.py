@@ -8,6 +8,7 @@ import io
 import json
 import random
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from connector.ingest.client import IngestClient
 from connector.ingest.outage import ApiOutage
 from connector.kafka.memory.broker import InMemoryBroker
 from connector.kafka.memory.clients import InMemoryAdmin
+from connector.kafka.ports import TopicPartition
 from connector.pipeline.cluster import ClusterWatch
 from connector.runtime.clock import FakeClock
 from connector.runtime.health import Health, Reason
@@ -61,6 +63,9 @@ class SilentCluster:
         self.answering = False
 
     def create_topics(self, names: object, partitions: int, timeout_s: float) -> None:
+        raise AssertionError("not used")
+
+    def query_end_offsets(self, partitions: object, timeout_s: float) -> Future[dict[TopicPartition, int]]:
         raise AssertionError("not used")
 
     def list_topics(self, timeout_s: float) -> dict[str, int]:

@@ -11,7 +11,10 @@ It models what the pipeline's correctness depends on, the way librdkafka shows i
   `InMemoryBroker.rejected_commits`, so tests can prove that never happened);
 - producer delivery reports run only from `poll()`/`flush()`; failures can be injected
   (`fail_deliveries`, `fail_commits`) and acks held back (`hold_deliveries`);
-- end offsets are known only for partitions fetched at least once, as with librdkafka's cache.
+- end offsets are known only for partitions fetched at least once, as with librdkafka's cache;
+  the admin's `query_end_offsets` (ListOffsets) answers the true end, at once unless held back
+  (`hold_end_offsets`) or failed (`fail_end_offsets`), and every query is recorded
+  (`end_offset_queries`).
 
 `close()` leaves the group without listener callbacks (the caller commits first), `kill()` is a
 crash, and `evict()` models a member thrown out of the group (it gets `on_lost`).
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from connector.errors import CommitError, DeliveryError, KafkaPortError
@@ -66,6 +70,10 @@ class InMemoryBroker:
         self._failing_commits = 0
         self._member_count = 0
         self.holding_deliveries = False
+        self.end_offset_queries: list[list[TopicPartition]] = []
+        self._holding_end_offsets = False
+        self._held_end_offsets: list[tuple[list[TopicPartition], Future[dict[TopicPartition, int]]]] = []
+        self._failing_end_offsets = 0
         self.commit_log: list[CommitEntry] = []
         self.rejected_commits: list[CommitEntry] = []
 
@@ -151,6 +159,51 @@ class InMemoryBroker:
     def end_offset(self, tp: TopicPartition) -> int:
         with self._lock:
             return len(self._partition_log(tp.topic, tp.partition))
+
+    # --- end offsets (ListOffsets) -----------------------------------------------------------
+    def hold_end_offsets(self, hold: bool = True) -> None:
+        """While held, end-offset queries get no answer (a slow or frozen broker); releasing answers
+        the waiting ones with the end offsets of that moment."""
+        with self._lock:
+            self._holding_end_offsets = hold
+            waiting = [] if hold else self._held_end_offsets
+            if not hold:
+                self._held_end_offsets = []
+        for partitions, answer in waiting:
+            self._answer_end_offsets(partitions, answer)
+
+    def fail_end_offsets(self, count: int) -> None:
+        """The next `count` end-offset queries fail."""
+        with self._lock:
+            self._failing_end_offsets += count
+
+    def _query_end_offsets(self, partitions: Collection[TopicPartition]) -> Future[dict[TopicPartition, int]]:
+        answer: Future[dict[TopicPartition, int]] = Future()
+        asked = sorted(partitions)
+        with self._lock:
+            self.end_offset_queries.append(asked)
+            if self._failing_end_offsets > 0:
+                self._failing_end_offsets -= 1
+                answer.set_exception(KafkaPortError("injected end-offset query failure"))
+                return answer
+            if self._holding_end_offsets:
+                self._held_end_offsets.append((asked, answer))
+                return answer
+        self._answer_end_offsets(asked, answer)
+        return answer
+
+    def _answer_end_offsets(
+        self, partitions: list[TopicPartition], answer: Future[dict[TopicPartition, int]]
+    ) -> None:
+        with self._lock:
+            known = self.topics()
+            ends = {
+                tp: self.end_offset(tp) for tp in partitions if 0 <= tp.partition < known.get(tp.topic, 0)
+            }
+        if ends or not partitions:
+            answer.set_result(ends)
+        else:
+            answer.set_exception(KafkaPortError(f"unknown partitions {', '.join(map(str, partitions))}"))
 
     # --- offsets ----------------------------------------------------------------------------
     def committed(self, group: str, tp: TopicPartition) -> int | None:

@@ -7,7 +7,8 @@ the end offsets seen in fetches) and learns of rebalances from the broker inside
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from connector.errors import DeliveryError, FatalKafkaError
@@ -302,6 +303,11 @@ class InMemoryAdmin:
 
     def list_topics(self, timeout_s: float) -> dict[str, int]:
         return self._broker.topics()
+
+    def query_end_offsets(
+        self, partitions: Collection[TopicPartition], timeout_s: float
+    ) -> Future[dict[TopicPartition, int]]:
+        return self._broker._query_end_offsets(partitions)
 
 
 if TYPE_CHECKING:  # mypy proves the fakes implement the ports
