@@ -130,7 +130,7 @@ class _IndexChecked(list[Any]):
     garbage into a plausible record). Non-negative indexes take list's own C path: free.
 
     The sum wraps back into range only for the few indexes next to -2**63 (10-byte varints that
-    are all ones); those still decode as fastavro would (README, "Limitations")."""
+    are all ones); those still decode as fastavro would (README, "Limits of one record")."""
 
     __slots__ = ()
 
