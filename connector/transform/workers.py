@@ -14,6 +14,11 @@ loop talks to it through two queues only: `submit` and `completed`.
 A worker that dies loses nothing: it is restarted and its chunk goes out again. A chunk that
 kills workers `CRASH_LIMIT` times is split in halves, and each half that kills a worker again is
 split further, down to the one record that does it: that record comes back as DECODE poison.
+
+A worker still on one chunk after `chunk_deadline_s` is killed and counts as a crash, so a record
+whose transform never returns (a decoder looping on a hostile payload) is found the same way
+instead of holding its partition for ever. The deadline is thousands of times what a chunk
+takes (256 records, milliseconds), and a single record still gets `CRASH_LIMIT` full tries.
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ from connector.runtime.logs import get_logger
 from connector.transform.factory import TransformFactory, make_transform
 from connector.transform.spec import Poison, Transform, TransformSpec
 
-__all__ = ["CRASH_CLASS", "ChunkResult", "TransformPool", "pool_context"]
+__all__ = ["CHUNK_DEADLINE_S", "CRASH_CLASS", "TIMEOUT_CLASS", "ChunkResult", "TransformPool", "pool_context"]
 
 log = get_logger(__name__)
 
 CRASH_LIMIT: Final = 2  # tries of a whole chunk before it is split
 CRASH_CLASS: Final = "TransformWorkerCrashed"
+TIMEOUT_CLASS: Final = "TransformTimedOut"
+CHUNK_DEADLINE_S: Final = 60.0
 START_TIMEOUT_S: Final = 60.0
 MAX_FAILED_STARTS: Final = 3  # restarts in a row that die before they are ready: give up
 _READY: Final = "ready"
@@ -110,15 +117,22 @@ class _Worker:
     ready: bool = False
     chunk: _Chunk | None = None
     known: set[Hashable] = field(default_factory=set)  # keys whose spec it has
+    sent_at: float = 0.0  # when `chunk` was sent (monotonic)
+    overdue: bool = False  # killed for running past the deadline
 
 
 class TransformPool:
     """`size` worker processes. `submit` and `completed` are for the consumer loop's thread."""
 
     def __init__(
-        self, size: int, make: TransformFactory = make_transform, context: Context | None = None
+        self,
+        size: int,
+        make: TransformFactory = make_transform,
+        context: Context | None = None,
+        chunk_deadline_s: float = CHUNK_DEADLINE_S,
     ) -> None:
         self.size = size
+        self._deadline_s = chunk_deadline_s
         self._make = make
         self._context = context or pool_context()
         self._workers: list[_Worker] = []
@@ -241,7 +255,7 @@ class TransformPool:
             watched: list[Any] = [self._wake_reader]
             for worker in self._workers:
                 watched += [worker.conn, worker.process.sentinel]
-            ready = wait(watched, timeout=1.0)
+            ready = wait(watched, timeout=self._kill_overdue())
             if self._wake_reader in ready:
                 while self._wake_reader.poll():
                     self._wake_reader.recv_bytes()
@@ -253,6 +267,28 @@ class TransformPool:
             if self._failure is not None:
                 return
 
+    def _kill_overdue(self) -> float:
+        """Kill workers past the deadline (their sentinels then report a crash); returns how long
+        the feeder may wait before the next deadline, at most 1 s."""
+        now = time.monotonic()
+        wait_s = 1.0
+        for worker in self._workers:
+            if worker.chunk is None or worker.overdue:
+                continue
+            left = worker.sent_at + self._deadline_s - now
+            if left > 0:
+                wait_s = min(wait_s, left)
+                continue
+            worker.overdue = True
+            log.warning(
+                "transform worker is past its deadline; killing it",
+                deadline_s=self._deadline_s,
+                records=len(worker.chunk.payloads),
+            )
+            with contextlib.suppress(OSError, ValueError):
+                worker.process.kill()
+        return wait_s
+
     def _send(self, worker: _Worker, chunk: _Chunk, waiting: deque[_Chunk]) -> None:
         spec = None if chunk.key in worker.known else chunk.spec
         try:
@@ -262,6 +298,7 @@ class TransformPool:
             return
         worker.known.add(chunk.key)
         worker.chunk = chunk
+        worker.sent_at = time.monotonic()
 
     def _receive(self, worker: _Worker) -> Any:
         try:
@@ -301,7 +338,7 @@ class TransformPool:
                 self._failure = f"transform workers keep dying before they are ready (exit code {code})"
                 log.error("transform workers keep dying at start", exit_code=code)
         if chunk is not None:
-            self._crashed(chunk, _describe_exit(code), waiting)
+            self._crashed(chunk, None if dead.overdue else _describe_exit(code), waiting)
         self.restarts += 1
         try:
             return self._spawn()
@@ -309,19 +346,26 @@ class TransformPool:
             self._failure = f"cannot restart a transform worker process: {exc}"
             return dead
 
-    def _crashed(self, chunk: _Chunk, how: str, waiting: deque[_Chunk]) -> None:
+    def _crashed(self, chunk: _Chunk, how: str | None, waiting: deque[_Chunk]) -> None:
+        """`how` the worker died, or None when it was killed for running past the deadline."""
         chunk.crashes += 1
         log.warning(
             "transform worker died; its records are tried again",
-            exit=how,
+            exit=how or f"killed after {self._deadline_s:g} s on one chunk",
             records=len(chunk.payloads),
             crashes=chunk.crashes,
         )
         if chunk.crashes < chunk.limit:
             waiting.appendleft(chunk)
         elif len(chunk.payloads) == 1:
-            reason = f"the record crashed the transform worker process ({how}) each time it was tried"
-            self._finish((chunk.origin, chunk.start, [Poison(Stage.DECODE, CRASH_CLASS, reason)]))
+            if how is None:
+                within = f"{self._deadline_s:g} s"
+                reason = f"the record's transform did not finish within {within}, each time it was tried"
+                poison = Poison(Stage.DECODE, TIMEOUT_CLASS, reason)
+            else:
+                reason = f"the record crashed the transform worker process ({how}) each time it was tried"
+                poison = Poison(Stage.DECODE, CRASH_CLASS, reason)
+            self._finish((chunk.origin, chunk.start, [poison]))
         else:
             middle = len(chunk.payloads) // 2
             # A half that kills a worker again is split at once; a single record gets the full

@@ -2,7 +2,8 @@
 
 They wrap `json_transform` and act on a marker in the JSON value: `"act":"slow"` sleeps (after
 writing the worker's pid to the file named by the spec's `marker` option, so a test knows whom to
-kill mid-chunk), `"act":"kill"` kills its own process, every time.
+kill mid-chunk), `"act":"kill"` kills its own process, every time, and `"act":"hang"` never
+returns.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.support.pipeline_kit import json_transform
 
 SLOW = b'"act":"slow"'
 KILL = b'"act":"kill"'
+HANG = b'"act":"hang"'
 
 
 def acting_transform(spec: TransformSpec) -> Transform:
@@ -27,6 +29,9 @@ def acting_transform(spec: TransformSpec) -> Transform:
     def transform(payload: bytes) -> bytes | Poison:
         if KILL in payload:
             os.kill(os.getpid(), signal.SIGKILL)
+        if HANG in payload:
+            while True:  # what a decoder looping on a hostile payload looks like from outside
+                time.sleep(1.0)
         if SLOW in payload:
             if marker:
                 with Path(marker).open("a") as out:

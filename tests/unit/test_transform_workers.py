@@ -25,7 +25,7 @@ from connector.mapping.compiled import TopicMapping
 from connector.pipeline.loop import Pipeline
 from connector.transform.factory import TransformFactory
 from connector.transform.spec import Poison, TransformSpec
-from connector.transform.workers import CRASH_CLASS, ChunkResult, TransformPool
+from connector.transform.workers import CRASH_CLASS, TIMEOUT_CLASS, ChunkResult, TransformPool
 from tests.support.pipeline_kit import DEPOSIT_MAPPING, DEST, JsonFraming, Kit, deposit, make_kit
 from tests.support.worker_kit import acting_transform, build_counting_transform
 from tests.unit.test_pipeline import MAP_MAPPING
@@ -41,8 +41,8 @@ def pools() -> Iterator[Callable[..., TransformPool]]:
     """Started pools, closed after the test whatever happens."""
     started: list[TransformPool] = []
 
-    def start(make: TransformFactory = acting_transform, size: int = 2) -> TransformPool:
-        pool = TransformPool(size, make).start()
+    def start(make: TransformFactory = acting_transform, size: int = 2, **options: Any) -> TransformPool:
+        pool = TransformPool(size, make, **options).start()
         started.append(pool)
         return pool
 
@@ -145,6 +145,24 @@ def test_a_record_that_always_kills_its_worker_is_bisected_out_as_decode_poison(
     assert (poison.stage, poison.error_class) == (Stage.DECODE, CRASH_CLASS)
     assert "crashed the transform worker process (killed by SIGKILL)" in poison.message
     assert all(isinstance(r, bytes) for i, r in enumerate(results) if i != 5)
+
+
+def test_a_record_whose_transform_never_returns_is_bisected_out_as_decode_poison(
+    pools: Callable[..., TransformPool],
+) -> None:
+    """The worker is killed at the deadline, as if it had crashed: the others are sent."""
+    pool = pools(chunk_deadline_s=1.0)
+    payloads = [deposit(0), deposit(1, act="hang"), deposit(2)]
+    chunk = pool.submit(("deposits", 0), spec(), payloads)
+
+    [results] = collect_all(pool, {chunk: 3}).values()
+
+    poison = results[1]
+    assert isinstance(poison, Poison)
+    assert (poison.stage, poison.error_class) == (Stage.DECODE, TIMEOUT_CLASS)
+    assert poison.message == "the record's transform did not finish within 1 s, each time it was tried"
+    assert isinstance(results[0], bytes) and isinstance(results[2], bytes)
+    assert pool.restarts >= 3  # the whole chunk twice, then the half and the record alone
 
 
 def test_a_pool_that_cannot_start_says_so() -> None:
