@@ -44,7 +44,7 @@ class _Stop(Exception):
 class BlockCountCheck:
     """The walk for one parsed writer schema; `needed` says whether the schema wants one."""
 
-    __slots__ = ("_named", "_root", "_skipping")
+    __slots__ = ("_item_widths", "_named", "_root", "_skipping")
 
     def __init__(self, parsed_writer: Any, skipping: bool) -> None:
         self._root = parsed_writer
@@ -54,6 +54,8 @@ class BlockCountCheck:
         self._named: Mapping[str, Any] = (
             parsed_writer.get("__named_schemas", {}) if isinstance(parsed_writer, dict) else {}
         )
+        # Each array's item width, by the array node's id: worked out on first sight, not per record.
+        self._item_widths: dict[int, int | None] = {}
 
     @classmethod
     def needed(cls, parsed_writer: Any, skipping: bool) -> BlockCountCheck | None:
@@ -152,7 +154,9 @@ class BlockCountCheck:
             self._walk(branches[index], cursor)
         elif kind == "array":
             items = node["items"]
-            item_width = self._width(items)
+            if id(node) not in self._item_widths:
+                self._item_widths[id(node)] = self._width(items)
+            item_width = self._item_widths[id(node)]
             if item_width is not None:
                 self._blocks(cursor, lambda count: cursor.items(count, item_width))
             else:

@@ -43,8 +43,6 @@ class PausedEndOffsets:
         answered and the interval has passed."""
         self._take_answer()
         paused = set(self._paused())
-        # A resumed partition is fetched again: its cached end offset is the fresher one.
-        self._ends = {tp: end for tp, end in self._ends.items() if tp in paused}
         if paused and self._asking is None and (self._next_at is None or now >= self._next_at):
             self._next_at = now + self._interval_s
             try:
@@ -52,7 +50,9 @@ class PausedEndOffsets:
             except Exception as exc:  # lag is informational: it must never stop the loop
                 log.debug("cannot ask for the end offsets of paused partitions", error=str(exc))
             self._take_answer()
-        return {tp: end for tp, end in self._ends.items() if tp in paused}
+        # A resumed partition is fetched again: its cached end offset is the fresher one.
+        self._ends = {tp: end for tp, end in self._ends.items() if tp in paused}
+        return dict(self._ends)
 
     def _take_answer(self) -> None:
         asking = self._asking

@@ -150,6 +150,21 @@ def settings_of(doc: Mapping[str, Any], source: Path) -> Settings:
     return parse_settings(doc, "run", source=str(source), env={})
 
 
+def offline_settings(source: Path, workers: int | str = 1) -> Settings:
+    """`run` settings for a bet mapping whose broker, registry and API are never reached (port 1):
+    for tests that replace what would reach them."""
+    doc = connector_doc(
+        bootstrap="127.0.0.1:1",
+        registry_url="http://127.0.0.1:1",
+        api_url="http://127.0.0.1:1/apigw/ingest",
+        group="g",
+        dlq_topic="dlq",
+        mappings=[bet_mapping("bets")],
+        workers=workers,
+    )
+    return settings_of(doc, source)
+
+
 # --------------------------------------------------------------------------------------------- producing
 
 

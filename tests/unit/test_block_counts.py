@@ -21,13 +21,10 @@ import pytest
 from connector.avro.blockcounts import MAX_FREE_ITEMS, BlockCountCheck
 from connector.avro.decoding import RawAvroDecoder, encode_raw
 from connector.avro.schemas import load_schema, parse
-from connector.config.settings import MappingSettings
 from connector.errors import DecodeError
-from connector.mapping.compiled import TopicMapping
-from connector.transform.compiled import compile_transform
-from connector.transform.reference import build_reference
-from connector.transform.spec import Transform, TransformSpec
-from tests.unit.transform_cases import DESTINATION
+from connector.transform.spec import TransformSpec
+from tests.unit.test_record_fuzz import varint
+from tests.unit.test_record_limits import both, spec_of
 
 pytestmark = pytest.mark.unit
 
@@ -58,40 +55,17 @@ def profile(items: Any, with_flags: bool = True) -> dict[str, Any]:
 
 def spec(items: Any, dropped: bool) -> TransformSpec:
     """`flags` read whole (no reader schema), or dropped by the reader schema (skipped)."""
-    settings = MappingSettings.model_validate(
-        {
-            "topic": "t",
-            "endpoint": "customers",
-            "fields": {"user_id": "user_id", "extra": "extra"},
-            "constants": {"creation_timestamp": "2024-01-01T00:00:00.000Z"},
-        }
-    )
-    mapping = TopicMapping.from_settings(settings, DESTINATION)
-    if not dropped:
-        return TransformSpec(mapping, profile(items), "profile (writer)")
-    reader = profile(items, with_flags=False)
-    return TransformSpec(mapping, profile(items), "profile (writer)", reader, "profile (reader)")
+    return spec_of(profile(items), profile(items, with_flags=False) if dropped else None)
 
 
-def both(transform_spec: TransformSpec) -> list[Transform]:
-    compiled = compile_transform(transform_spec)
-    assert hasattr(compiled, "__source__"), "the compiled path must be the one under test"
-    return [compiled, build_reference(transform_spec)]
-
-
-def varint(n: int) -> bytes:
-    zigzag = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        low, zigzag = zigzag & 0x7F, zigzag >> 7
-        out.append(low | (0x80 if zigzag else 0))
-        if not zigzag:
-            return bytes(out)
+def long_bytes(n: int) -> bytes:
+    """`n` as Avro writes a long (zigzag, then varint)."""
+    return varint((n << 1) ^ (n >> 63))
 
 
 def claiming(count: int) -> bytes:
     """user_id "u", a `flags` block claiming `count` items with nothing after it, then 0 and "x"."""
-    block = varint(count) + (varint(4) if count < 0 else b"")
+    block = long_bytes(count) + (long_bytes(4) if count < 0 else b"")
     return b"\x02u" + block + b"\x00" + b"\x02x"
 
 
@@ -160,10 +134,10 @@ def test_free_items_are_counted_over_the_whole_record() -> None:
     }
     decoder = RawAvroDecoder(writer)
     half = MAX_FREE_ITEMS // 2
-    at_the_bound = varint(half) + b"\x00" + varint(MAX_FREE_ITEMS - half) + b"\x00"
+    at_the_bound = long_bytes(half) + b"\x00" + long_bytes(MAX_FREE_ITEMS - half) + b"\x00"
     assert len(decoder.decode(at_the_bound)["b"]) == MAX_FREE_ITEMS - half
     with pytest.raises(DecodeError, match=f"claim {MAX_FREE_ITEMS + 1:,} of them"):
-        decoder.decode(varint(half) + b"\x00" + varint(MAX_FREE_ITEMS - half + 1) + b"\x00")
+        decoder.decode(long_bytes(half) + b"\x00" + long_bytes(MAX_FREE_ITEMS - half + 1) + b"\x00")
 
 
 def test_nested_arrays_of_nulls_are_bounded_too() -> None:
@@ -173,9 +147,9 @@ def test_nested_arrays_of_nulls_are_bounded_too() -> None:
         "name": "nested",
         "fields": [{"name": "a", "type": {"type": "array", "items": {"type": "array", "items": "null"}}}],
     }
-    inner = varint(MAX_FREE_ITEMS) + b"\x00"
+    inner = long_bytes(MAX_FREE_ITEMS) + b"\x00"
     with pytest.raises(DecodeError, match="claim 200,000 of them"):
-        RawAvroDecoder(writer).decode(varint(3) + inner * 3 + b"\x00")
+        RawAvroDecoder(writer).decode(long_bytes(3) + inner * 3 + b"\x00")
 
 
 def test_schemas_without_such_arrays_pay_nothing() -> None:

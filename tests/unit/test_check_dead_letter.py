@@ -60,7 +60,7 @@ def run_logs(
     from structlog.testing import capture_logs
 
     import connector.commands.run as run_module
-    from tests.support.e2e import bet_mapping, connector_doc, settings_of
+    from tests.support.e2e import offline_settings
 
     def no_second_admin(_config: Any) -> Any:
         raise AssertionError("run created a Kafka admin client of its own")
@@ -76,16 +76,8 @@ def run_logs(
     monkeypatch.setattr(run_module, "install_signal_handlers", lambda _stop: None)
     monkeypatch.setattr(run_module, "keep_heap_for_batches", lambda: False)
     monkeypatch.setattr("connector.kafka.admin.KafkaAdmin", no_second_admin)
-    doc = connector_doc(
-        bootstrap="127.0.0.1:1",
-        registry_url="http://127.0.0.1:1",
-        api_url="http://127.0.0.1:1/apigw/ingest",
-        group="g",
-        dlq_topic="dlq",
-        mappings=[bet_mapping("bets")],
-    )
     with capture_logs() as logs:
-        assert run_module.run_connector(settings_of(doc, tmp_path / "connector.yaml")) == 0
+        assert run_module.run_connector(offline_settings(tmp_path / "connector.yaml")) == 0
     return [e for e in logs if e["log_level"] == "warning"]
 
 

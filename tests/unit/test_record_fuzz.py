@@ -57,13 +57,14 @@ def mutations(payload: bytes) -> st.SearchStrategy[bytes]:
         ),
         st.tuples(st.integers(0, n), st.integers(1, 2**20)).map(
             # a length prefix claiming up to 1 MB (or a huge map block count), then a little data
-            lambda at: payload[: at[0]] + _varint(at[1] * 2) + b"x" * min(at[1], 64 * 1024) + payload[at[0] :]
+            lambda at: payload[: at[0]] + varint(at[1] * 2) + b"x" * min(at[1], 64 * 1024) + payload[at[0] :]
         ),
         st.binary(max_size=64),
     )
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """`n` as an Avro varint, without the zigzag step."""
     out = bytearray()
     while True:
         low, n = n & 0x7F, n >> 7

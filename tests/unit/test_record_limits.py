@@ -39,7 +39,8 @@ RECURSIVE: dict[str, Any] = {
 }
 
 
-def spec_of(schema: dict[str, Any]) -> TransformSpec:
+def spec_of(schema: dict[str, Any], reader: dict[str, Any] | None = None) -> TransformSpec:
+    """Payloads of `schema` mapped to `customers` (user_id, extra), read as `reader` if given."""
     settings = MappingSettings.model_validate(
         {
             "topic": "t",
@@ -48,7 +49,10 @@ def spec_of(schema: dict[str, Any]) -> TransformSpec:
             "constants": {"creation_timestamp": "2024-01-01T00:00:00.000Z"},
         }
     )
-    return TransformSpec(TopicMapping.from_settings(settings, DESTINATION), schema, "profile (writer)")
+    mapping = TopicMapping.from_settings(settings, DESTINATION)
+    if reader is None:
+        return TransformSpec(mapping, schema, "profile (writer)")
+    return TransformSpec(mapping, schema, "profile (writer)", reader, "profile (reader)")
 
 
 def both(spec: TransformSpec) -> list[Transform]:

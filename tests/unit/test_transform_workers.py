@@ -336,18 +336,9 @@ def test_stop_deadline_leaves_records_still_in_the_pool_uncommitted(
 
 # ================================================================ wiring and readiness
 def _settings(tmp_path: Path, workers: int) -> Any:
-    from tests.support.e2e import bet_mapping, connector_doc, settings_of
+    from tests.support.e2e import offline_settings
 
-    doc = connector_doc(
-        bootstrap="127.0.0.1:1",
-        registry_url="http://127.0.0.1:1",
-        api_url="http://127.0.0.1:1/apigw/ingest",
-        group="g",
-        dlq_topic="dlq",
-        mappings=[bet_mapping("bets")],
-        workers=workers,
-    )
-    return settings_of(doc, tmp_path / "connector.yaml")
+    return offline_settings(tmp_path / "connector.yaml", workers)
 
 
 def test_processing_workers_picks_inline_or_a_pool_of_that_size(tmp_path: Path) -> None:
